@@ -1,0 +1,29 @@
+"""The typer application every command module registers on."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="mood-dpa",
+    help="Find what is unusual in 3-D medical scans: Deep Perceptual Autoencoders, MOOD-challenge compatible.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mood-dpa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Find what is unusual in 3-D medical scans (MOOD challenge compatible)."""

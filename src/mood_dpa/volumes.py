@@ -1,0 +1,149 @@
+"""NIfTI volumes: read and validate, write atomically, list a folder.
+
+Every reader in the toolkit goes through :func:`read_volume`, so a bad file is
+refused in one place with one clear line naming it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import MoodError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass
+class Volume:
+    """A 3-D float32 volume with the affine and header it came with."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header | None = None
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path else "<memory>"
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    return str(path).endswith(NIFTI_SUFFIXES)
+
+
+def volume_id(path: str | os.PathLike) -> str:
+    """The volume a file belongs to: its name up to the first '.' or '_' (seed convention)."""
+    return re.split(r"[._]", Path(path).name, maxsplit=1)[0]
+
+
+def list_volumes(folder: str | os.PathLike) -> list[Path]:
+    """All ``*.nii`` / ``*.nii.gz`` files of a folder in sorted order; other files are ignored."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MoodError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti(p.name) and not p.name.startswith("."))
+    if not files:
+        raise MoodError(f"{folder}: no .nii or .nii.gz volumes in this folder")
+    return files
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a NIfTI file into float32 (3-D, or 4-D with a singleton 4th axis), validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise MoodError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MoodError(f"{path}: empty file")
+    if not is_nifti(path.name):
+        raise MoodError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        img = nib.load(str(path))
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise MoodError(f"{path}: not a NIfTI image")
+        raw_dtype = img.get_data_dtype()
+        if np.issubdtype(raw_dtype, np.complexfloating):
+            raise MoodError(f"{path}: complex voxel type {raw_dtype} is not supported")
+        if raw_dtype.fields is not None:
+            raise MoodError(f"{path}: structured voxel type {raw_dtype} is not supported")
+        shape = img.shape
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            kind = "real 4-D" if len(shape) == 4 else f"{len(shape)}-D"
+            raise MoodError(f"{path}: {kind} image of shape {img.shape}; expected a 3-D volume")
+        if min(shape) < 1:
+            raise MoodError(f"{path}: empty image of shape {img.shape}")
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except MoodError:
+        raise
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise MoodError(f"{path}: truncated or corrupt gzip data ({exc})") from None
+    except nib.filebasedimages.ImageFileError as exc:
+        raise MoodError(f"{path}: {_diagnose(path) or 'not a readable NIfTI file'} ({str(exc).splitlines()[0]})") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise MoodError(f"{path}: cannot read volume ({exc})") from None
+    if not np.isfinite(data).all():
+        bad = int(np.size(data) - np.isfinite(data).sum())
+        raise MoodError(f"{path}: {bad} NaN or infinite voxels")
+    return Volume(data=data, affine=np.asarray(img.affine, dtype=np.float64), header=img.header, path=path)
+
+
+def _diagnose(path: Path) -> str | None:
+    """On a failed read, tell a broken gzip stream apart from a file that is simply not NIfTI."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic != b"\x1f\x8b":
+        return "not a gzip file" if path.name.endswith(".gz") else None
+    try:
+        with gzip.open(path, "rb") as gz:
+            while gz.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error):
+        return "truncated or corrupt gzip data"
+    return "not a NIfTI file (gzip content has no NIfTI header)"
+
+
+def write_volume(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    affine: np.ndarray | None = None,
+    header: nib.Nifti1Header | None = None,
+    dtype: np.dtype | type = np.float32,
+    compresslevel: int = 1,
+) -> Path:
+    """Write a volume atomically; ``compresslevel`` (0-9) applies to ``.nii.gz``."""
+    path = Path(path)
+    if not is_nifti(path.name):
+        raise MoodError(f"{path}: output name must end in .nii or .nii.gz")
+    arr = np.asarray(data).astype(dtype, copy=False)
+    if arr.ndim != 3:
+        raise MoodError(f"{path}: refusing to write a {arr.ndim}-D array as a volume")
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    hdr = header.copy() if header is not None else None
+    img = nib.Nifti1Image(arr, aff, header=hdr)
+    img.set_data_dtype(arr.dtype)
+    img.header.set_slope_inter(1.0, 0.0)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    with atomic_path(path) as tmp:
+        # nibabel picks compression from the suffix, so write to a temp name ending like the target.
+        tmp_nii = tmp.with_name(tmp.name + suffix)
+        try:
+            if suffix == ".nii.gz":
+                raw = img.to_bytes()
+                with open(tmp, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+                    gz.write(raw)
+            else:
+                img.to_filename(str(tmp_nii))
+                os.replace(tmp_nii, tmp)
+        finally:
+            tmp_nii.unlink(missing_ok=True)
+    return path
