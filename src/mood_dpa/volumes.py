@@ -12,6 +12,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -139,7 +140,7 @@ def write_volume(
         try:
             if suffix == ".nii.gz":
                 raw = img.to_bytes()
-                with open(tmp, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+                with open(tmp, "wb") as fh, gzip.GzipFile(filename="", fileobj=fh, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
                     gz.write(raw)
             else:
                 img.to_filename(str(tmp_nii))
@@ -147,3 +148,29 @@ def write_volume(
         finally:
             tmp_nii.unlink(missing_ok=True)
     return path
+
+
+def iter_volumes(paths: Sequence[str | os.PathLike], prefetch: int = 2) -> Iterator[tuple[Path, "Volume | MoodError"]]:
+    """Yield ``(path, Volume)`` in order while up to ``prefetch`` later files are read in threads.
+
+    A file that fails to read yields its MoodError instead of a Volume, so a caller
+    can report it and go on with the others.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(p: Path) -> "Volume | MoodError":
+        try:
+            return read_volume(p)
+        except MoodError as exc:
+            return exc
+
+    paths = [Path(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+        pending = [pool.submit(load, p) for p in paths[: prefetch + 1]]
+        for i, path in enumerate(paths):
+            result = pending[i].result()
+            pending[i] = None  # free the volume once handed over
+            nxt = i + prefetch + 1
+            if nxt < len(paths):
+                pending.append(pool.submit(load, paths[nxt]))
+            yield path, result

@@ -1,5 +1,50 @@
-"""Commands of this area register on the shared app (see cli/__init__.py)."""
+"""Commands ``slices`` and ``folds``: the data preparation steps of the seed (save_2D, create_folds)."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import time
+from pathlib import Path
+
+import typer
+
+from .app import app
+
+
+@app.command("slices")
+def slices_cmd(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of training volumes (*.nii.gz)."),
+    out: Path = typer.Option(..., "-o", "--output", help="Store folder to write (replaced whole on success)."),
+    axis: int = typer.Option(..., "--axis", min=0, max=2, help="Axis to slice along: 0, 1 or 2."),
+    size: int = typer.Option(128, "--size", help="Slice side after the antialiased resize."),
+    min_fraction: float = typer.Option(
+        4000 / 65536, "--min-fraction", help="Keep a slice when at least this fraction of its pixels is foreground (seed: 4000/256^2)."
+    ),
+    threshold: float = typer.Option(0.0, "--threshold", help="A pixel is foreground when its value is above this."),
+) -> None:
+    """Slice volumes along one axis into a memory-mappable store (the seed's save_2D)."""
+    from ..data.slices import SliceRule, build_store
+
+    start = time.perf_counter()
+    store = build_store(inputs, out, axis=axis, size=size, rule=SliceRule(min_fraction=min_fraction, threshold=threshold))
+    n_vol = len(store.meta["volumes"])
+    typer.echo(f"wrote {len(store)} slices of {size}x{size} from {n_vol} volumes (axis {axis}) to {out} in {time.perf_counter() - start:.1f} s")
+
+
+@app.command("folds")
+def folds_cmd(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of volumes (*.nii.gz)."),
+    out: Path = typer.Option(..., "-o", "--output", help="CSV to write (filename,test_fold)."),
+    n_folds: int = typer.Option(10, "--n-folds", help="Number of folds (the seed used 10)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the shuffle."),
+) -> None:
+    """Split volumes into K folds, seeded (the seed's create_folds); fold 0 is the usual validation fold."""
+    from collections import Counter
+
+    from ..data.folds import make_folds, write_folds_csv
+    from ..volumes import list_volumes
+
+    files = list_volumes(inputs)
+    folds = make_folds([f.name for f in files], n_folds, seed)
+    write_folds_csv(out, folds)
+    sizes = Counter(folds.values())
+    typer.echo(f"wrote {len(files)} volumes in {n_folds} folds (sizes {min(sizes.values())}-{max(sizes.values())}) to {out}")
