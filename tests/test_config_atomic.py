@@ -63,3 +63,18 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in dest.iterdir()) == ["c"]
     write_text(tmp_path / "t.txt", "hello")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "t.txt"]
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -1,5 +1,118 @@
-"""Commands of this area register on the shared app (see cli/__init__.py)."""
+"""Commands: synth, evaluate, baseline fit, predict (heavy imports stay inside the functions)."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import MoodError
+from .app import app
+
+baseline_app = typer.Typer(help="Non-learned reference detectors (intensity histogram).", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@app.command()
+def synth(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of healthy volumes (*.nii.gz)."),
+    out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD toy layout); replaced atomically."),
+    folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV (filename,test_fold): use only the volumes of --fold."),
+    fold: int = typer.Option(0, "--fold", help="Which fold to take from --folds."),
+    kinds: str = typer.Option("all", "--kinds", help="Comma-separated kinds: ellipsoid,uniform,noise,sink,source,shift,reflect,patch (or all)."),
+    per_volume: str = typer.Option("1-3", "--per-volume", help="Anomaly regions per anomalous case: a count (2) or a range (1-3)."),
+    cases_per_volume: Optional[int] = typer.Option(None, "--cases-per-volume", help="Anomalous cases per volume, kinds drawn at random (default: one per kind)."),
+    shape: Optional[str] = typer.Option(None, "--shape", help="Force the region shape: sphere, ellipsoid or smooth (default: random)."),
+    edge: str = typer.Option("mixed", "--edge", help="Region edges: soft, hard or mixed (drawn per region)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same bytes."),
+) -> None:
+    """Make a validation set with synthetic anomalies: OUT/toy, OUT/toy_label/{pixel,sample}, OUT/manifest.csv."""
+    from ..data.synth import make_synthetic_set, read_fold_ids
+    from ..volumes import list_volumes, volume_id
+
+    edges = {"soft": True, "hard": False, "mixed": None}
+    if edge not in edges:
+        raise MoodError(f"--edge {edge!r}: expected soft, hard or mixed")
+    paths = list_volumes(inputs)
+    if folds is not None:
+        ids = read_fold_ids(folds, fold)
+        paths = [p for p in paths if volume_id(p) in ids]
+        if not paths:
+            raise MoodError(f"{folds}: no volume of {inputs} is in fold {fold}")
+    rows = make_synthetic_set(paths, out, kinds, per_volume, seed, cases_per_volume=cases_per_volume, shape=shape, soft=edges[edge])
+    anomalous = sum(1 for r in rows if r["label"])
+    typer.echo(f"wrote {len(rows)} cases ({anomalous} anomalous, {len(rows) - anomalous} normal) from {len(paths)} volumes to {out}")
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Folder of predictions (same file names as the labels)."),
+    labels: Path = typer.Option(..., "--labels", help="Label folder: toy_label/<task>, toy_label, or the synth output folder."),
+    task: str = typer.Option(..., "--task", help="pixel or sample."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest.csv of `synth`: adds AP per anomaly kind."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Case resamples for a mean and 95 % interval of AP (0 = off)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+) -> None:
+    """Score predictions exactly as the MOOD challenge does (pooled voxel AP, or AP over cases)."""
+    from ..evaluation.evaluate import evaluate_folder, result_table, write_json
+    from ..progress import console
+
+    result = evaluate_folder(pred, labels, task, manifest=manifest, bootstrap=bootstrap, seed=seed)
+    console.print(result_table(result))
+    if json_path is not None:
+        write_json(result, json_path)
+    ap = "undefined" if result.ap != result.ap else f"{result.ap:.4f}"
+    extra = f", {len(result.missing)} missing/unusable predictions" if result.missing else ""
+    typer.echo(f"{task} AP {ap} over {result.cases} cases ({result.positives} positive {'voxels' if task == 'pixel' else 'cases'}){extra}")
+
+
+@baseline_app.command("fit")
+def baseline_fit(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of healthy training volumes."),
+    out: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz)."),
+    folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: train on the volumes NOT in --fold."),
+    fold: int = typer.Option(0, "--fold", help="Validation fold left out when --folds is given."),
+    bins: int = typer.Option(256, "--bins", help="Intensity histogram bins over [0,1]."),
+    sigma: float = typer.Option(1.0, "--sigma", help="Spatial smoothing of the voxel scores (voxels)."),
+    seed: int = typer.Option(0, "--seed", help="Seed (choice of calibration volumes and voxels)."),
+) -> None:
+    """Fit the intensity-histogram baseline on healthy volumes."""
+    from ..baselines.histogram import HistogramDetector
+    from ..data.synth import read_fold_ids
+    from ..volumes import list_volumes, volume_id
+
+    if not str(out).endswith(".npz"):
+        raise MoodError(f"{out}: the baseline model file must end in .npz")
+    paths = list_volumes(inputs)
+    if folds is not None:
+        held_out = read_fold_ids(folds, fold)
+        paths = [p for p in paths if volume_id(p) not in held_out]
+        if not paths:
+            raise MoodError(f"{folds}: every volume of {inputs} is in fold {fold}; nothing to train on")
+    det = HistogramDetector.fit(paths, bins=bins, sigma=sigma, seed=seed)
+    det.save(out)
+    typer.echo(f"fitted the histogram baseline on {len(paths)} volumes; wrote {out}")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", help="Model file: a baseline .npz or an ensemble .yaml."),
+    task: str = typer.Option(..., "--task", help="pixel (a score volume per input) or sample (one score per input)."),
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of volumes to score (*.nii.gz)."),
+    out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD layout)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic; ignored by the baseline)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass (DPA ensembles; ignored by the baseline)."),
+) -> None:
+    """Score every volume of a folder and write MOOD-format predictions; exit 2 if any input failed."""
+    from ..inference.detectors import load_detector
+    from ..inference.predict import predict_folder
+
+    if task not in ("pixel", "sample"):
+        raise MoodError(f"--task {task!r}: expected pixel or sample")
+    detector = load_detector(model, device=device, batch_size=batch_size)
+    summary = predict_folder(detector, inputs, out, task)
+    typer.echo(summary.line())
+    if summary.failed:
+        raise typer.Exit(code=2)

@@ -1,5 +1,77 @@
-"""Commands of this area register on the shared app (see cli/__init__.py)."""
+"""``mood-dpa pretrain CONFIG`` (SimCLR VGG19) and ``mood-dpa train CONFIG`` (one DPA autoencoder)."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import app
+
+_SET = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
+                    help="Override a config field, e.g. --set optim.lr=2e-4 --set data.fold=1. Repeatable.")
+_RESUME = typer.Option(False, "--resume", help="Continue the run in run_dir from checkpoints/last.ckpt (step, weights, optimiser).")
+_DEVICES = typer.Option(None, "--devices", help="Devices per node; > 1 trains with DDP (also under torchrun / SLURM).")
+_ACCEL = typer.Option(None, "--accelerator", help="auto (GPU when present), cpu, gpu, mps.")
+
+
+def _overrides(sets: Optional[List[str]], devices: Optional[int], accelerator: Optional[str]) -> list[str]:
+    out = list(sets or [])
+    if devices is not None:
+        out.append(f"trainer.devices={devices}")
+    if accelerator is not None:
+        out.append(f"trainer.accelerator={accelerator}")
+    return out
+
+
+@app.command("pretrain")
+def pretrain(
+    config: Path = typer.Argument(..., help="SimCLR config YAML (see configs/simclr.yaml)."),
+    set_: Optional[List[str]] = _SET,
+    resume: bool = _RESUME,
+    devices: Optional[int] = _DEVICES,
+    accelerator: Optional[str] = _ACCEL,
+) -> None:
+    """Pre-train the VGG19 of the perceptual loss with SimCLR on slice stores (any number, any axis).
+
+    Writes RUN_DIR/vgg19_simclr.pt (the conv weights of the best validation epoch, by name), plus
+    checkpoints, CSV/TensorBoard logs and summary.json.
+    """
+    from ..config import load_config
+    from ..training.config import SimCLRConfig
+    from ..training.runner import pretrain_simclr
+
+    cfg = load_config(SimCLRConfig, config, _overrides(set_, devices, accelerator))
+    out = pretrain_simclr(cfg, resume=resume)
+    if out.is_file():
+        typer.echo(f"pretrain: VGG19 features written to {out}")
+
+
+@app.command("train")
+def train(
+    config: Path = typer.Argument(..., help="DPA config YAML (e.g. configs/brain/pixel/axis_0.yaml, configs/demo/dpa.yaml)."),
+    set_: Optional[List[str]] = _SET,
+    resume: bool = _RESUME,
+    devices: Optional[int] = _DEVICES,
+    accelerator: Optional[str] = _ACCEL,
+) -> None:
+    """Train one Deep Perceptual Autoencoder (one axis) on a slice store, with early stopping on the validation fold.
+
+    Writes RUN_DIR/model.pt (the best checkpoint as a self-contained model file for 'mood-dpa predict'),
+    checkpoints/, logs/ (CSV, TensorBoard), images/ (inputs over reconstructions) and summary.json.
+    """
+    import json
+
+    from ..config import load_config
+    from ..training.config import DPATrainConfig
+    from ..training.runner import train_dpa
+
+    cfg = load_config(DPATrainConfig, config, _overrides(set_, devices, accelerator))
+    out = train_dpa(cfg, resume=resume)
+    summary = Path(cfg.run_dir) / "summary.json"
+    if out.is_file() and summary.is_file():
+        s = json.loads(summary.read_text())
+        best = s.get("best_val_loss")
+        best_txt = f"{best:.4f}" if isinstance(best, float) else "n/a"
+        typer.echo(f"train: {s['steps']} steps, best val loss {best_txt} at step {s['best_step']}, model written to {out}")

@@ -35,7 +35,8 @@ def float16_codes(scores: np.ndarray, *, what: str = "scores") -> np.ndarray:
     """
     s = np.asarray(scores)
     if s.dtype != np.float16:
-        s = s.astype(np.float16)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond 65504 reads as inf, then clips to 1
+            s = s.astype(np.float16)
     if np.isnan(s).any():
         raise MoodError(f"{what}: {int(np.isnan(s).sum())} NaN values (the MOOD metric is undefined with NaN)")
     s = np.clip(s, np.float16(0.0), np.float16(1.0))

@@ -1,0 +1,373 @@
+"""The MOOD evaluator: pairing, reading, pooled exact AP / ROC-AUC, per-kind breakdown, bootstrap, JSON.
+
+Rules (MOOD_PROTOCOL.md, followed to the letter):
+
+- Pairing is driven by the label folder: for each label file, the prediction with the same name.
+- Pixel level: label rounded and clipped to {0, 1}; prediction read as float16 and clipped to [0, 1];
+  a missing prediction, or one whose shape differs from the label, counts as all zeros (a warning
+  names the case). All voxels of all cases are pooled into ONE average precision.
+- Sample level: label = int(first line); prediction = float(first line) clipped to [0, 1]; missing or
+  unparsable = 0.0 (with a warning). AP over cases.
+- A NaN prediction is an error naming the file.
+
+The pooled pixel AP is exact and streaming: each case adds a count histogram over the 15,361 float16
+codes in [0, 1] (``metrics``), so memory does not grow with the number of voxels; the per-case
+histograms are kept (compactly) so that per-kind metrics and case bootstraps are cheap.
+
+Python entry point::
+
+    result = evaluate_folder(pred_dir, labels_dir, "pixel", manifest="OUT/manifest.csv", bootstrap=200, seed=0)
+    result.ap, result.roc_auc, result.per_kind["uniform"]["ap"], result.to_dict()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..atomic import write_text
+from ..errors import MoodError
+from ..progress import track
+from .metrics import N_CODES, ScoreHistogram, average_precision, histogram_ap, histogram_roc_auc, roc_auc
+
+TASKS = ("pixel", "sample")
+NORMAL_KIND = "normal"
+
+
+@dataclass
+class EvalResult:
+    """Everything the evaluator found; ``to_dict()`` is the ``--json`` content."""
+
+    task: str
+    ap: float
+    roc_auc: float
+    cases: int
+    positives: int
+    negatives: int
+    per_kind: dict = field(default_factory=dict)
+    bootstrap: dict | None = None
+    missing: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    case_names: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return _jsonable(
+            {
+                "task": self.task,
+                "ap": self.ap,
+                "roc_auc": self.roc_auc,
+                "cases": self.cases,
+                "positives": self.positives,
+                "negatives": self.negatives,
+                "per_kind": self.per_kind,
+                "bootstrap": self.bootstrap or {},
+                "missing": self.missing,
+                "warnings": self.warnings,
+            }
+        )
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if not math.isfinite(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def case_name(file_name: str) -> str:
+    """``toy_0.nii.gz`` / ``toy_0.nii.gz.txt`` -> ``toy_0`` (the manifest's case column)."""
+    name = file_name
+    for suffix in (".txt", ".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def resolve_label_dir(labels: str | os.PathLike, task: str) -> Path:
+    """Accept the task folder itself, its parent (``toy_label``) or the set's root (``OUT``)."""
+    labels = Path(labels)
+    for cand in (labels / task, labels / "toy_label" / task):
+        if cand.is_dir():
+            return cand
+    if not labels.is_dir():
+        raise MoodError(f"{labels}: no such label folder")
+    return labels
+
+
+def list_label_files(label_dir: Path, task: str) -> list[Path]:
+    if task == "pixel":
+        files = [p for p in label_dir.iterdir() if p.is_file() and p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".")]
+    else:
+        files = [p for p in label_dir.iterdir() if p.is_file() and p.name.endswith(".txt") and not p.name.startswith(".")]
+    if not files:
+        kind = "NIfTI label volumes" if task == "pixel" else "*.txt sample labels"
+        raise MoodError(f"{label_dir}: no {kind} in this folder")
+    return sorted(files)
+
+
+# ---------------------------------------------------------------- reading (pixel)
+
+
+def read_label_volume(path: Path) -> tuple[np.ndarray, tuple]:
+    """Label rounded and clipped to {0,1}, as bool (raises MoodError when unreadable)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        raw = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad label file
+        raise MoodError(f"{path}: cannot read label volume ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if np.issubdtype(raw.dtype, np.integer) or raw.dtype == bool:
+        return raw >= 1, raw.shape
+    return np.rint(raw) >= 1, raw.shape
+
+
+def read_prediction_volume(path: Path) -> np.ndarray:
+    """Prediction as float16, exactly as the official script reads it (clipping happens when counting)."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    return np.asanyarray(img.get_fdata(dtype=np.float16, caching="unchanged"))
+
+
+def pixel_case_histogram(pred_path: Path, label_path: Path, warn: Callable[[str], None]) -> tuple[ScoreHistogram, bool]:
+    """(histogram of one case, prediction was missing / unusable)."""
+    label, shape = read_label_volume(label_path)
+    hist = ScoreHistogram()
+    pred = None
+    if not pred_path.is_file():
+        warn(f"{case_name(label_path.name)}: no prediction {pred_path}; counted as all zeros")
+    else:
+        try:
+            pred = read_prediction_volume(pred_path)
+        except Exception as exc:  # noqa: BLE001 - an unreadable prediction is scored like a missing one
+            warn(f"{case_name(label_path.name)}: cannot read prediction {pred_path} ({type(exc).__name__}); counted as all zeros")
+            pred = None
+        if pred is not None and pred.shape != shape:
+            warn(f"{case_name(label_path.name)}: prediction shape {pred.shape} differs from label shape {shape}; counted as all zeros")
+            pred = None
+    if pred is None:
+        n_pos = int(np.count_nonzero(label))
+        hist.pos[0] = n_pos
+        hist.neg[0] = label.size - n_pos
+        return hist, True
+    # nibabel hands both arrays over in Fortran order: flatten them the same way without copying
+    order = "F" if pred.flags.f_contiguous and label.flags.f_contiguous else "C"
+    hist.add(pred.ravel(order=order), label.ravel(order=order), what=str(pred_path))
+    return hist, False
+
+
+# ---------------------------------------------------------------- reading (sample)
+
+
+def _first_line(path: Path) -> str:
+    with open(path, errors="replace") as fh:
+        return fh.readline().strip()
+
+
+def read_sample_label(path: Path) -> int:
+    try:
+        return int(np.clip(int(_first_line(path)), 0, 1))
+    except (OSError, ValueError):
+        raise MoodError(f"{path}: first line is not an integer sample label") from None
+
+
+def read_sample_prediction(path: Path, warn: Callable[[str], None], case: str) -> tuple[float, bool]:
+    if not path.is_file():
+        warn(f"{case}: no prediction {path}; counted as 0.0")
+        return 0.0, True
+    try:
+        value = float(_first_line(path))
+    except (OSError, ValueError):
+        warn(f"{case}: prediction {path} is not a number; counted as 0.0")
+        return 0.0, True
+    if math.isnan(value):
+        raise MoodError(f"{path}: prediction is NaN (the MOOD metric is undefined with NaN)")
+    return float(np.clip(value, 0.0, 1.0)), False
+
+
+# ---------------------------------------------------------------- the evaluator
+
+
+def _kind_map(manifest: str | os.PathLike | None, names: Sequence[str], warn) -> dict[str, str]:
+    if manifest is None:
+        return {}
+    from ..data.synth.layout import read_manifest
+
+    rows = read_manifest(manifest)
+    kinds = {case_name(r["case"]): r["kind"] for r in rows}
+    unknown = [n for n in names if n not in kinds]
+    if unknown:
+        warn(f"{len(unknown)} cases are not in the manifest (e.g. {unknown[0]}); left out of the per-kind table")
+    return kinds
+
+
+def _percentiles(values: np.ndarray) -> dict:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "ci95": [float("nan"), float("nan")], "valid": 0}
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return {"mean": float(values.mean()), "std": float(values.std()), "ci95": [float(lo), float(hi)], "valid": int(values.size)}
+
+
+def bootstrap_pixel_ap(pos: np.ndarray, neg: np.ndarray, n: int, seed: int, block: int = 64) -> dict:
+    """Pooled AP over ``n`` case resamples (with replacement) from per-case histograms (cases x bins)."""
+    n_cases = pos.shape[0]
+    rng = np.random.default_rng(seed)
+    # Bins that no case uses add nothing to AP: drop them, the matrices get small.
+    used = np.flatnonzero((pos.sum(axis=0) + neg.sum(axis=0)) > 0)
+    P = pos[:, used].astype(np.float64)
+    N = neg[:, used].astype(np.float64)
+    aps = np.empty(n)
+    for start in range(0, n, block):
+        b = min(block, n - start)
+        idx = rng.integers(0, n_cases, size=(b, n_cases))
+        weights = np.zeros((b, n_cases))
+        np.add.at(weights, (np.repeat(np.arange(b), n_cases), idx.ravel()), 1.0)
+        aps[start : start + b] = histogram_ap(weights @ P, weights @ N)
+    return {"n": int(n), "seed": int(seed), **_percentiles(aps)}
+
+
+def bootstrap_sample_ap(scores: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    aps = np.empty(n)
+    for i in range(n):
+        idx = rng.integers(0, scores.size, size=scores.size)
+        aps[i] = average_precision(scores[idx], labels[idx]) if labels[idx].any() else np.nan
+    return {"n": int(n), "seed": int(seed), **_percentiles(aps)}
+
+
+def evaluate_folder(
+    pred_dir: str | os.PathLike,
+    labels: str | os.PathLike,
+    task: str,
+    *,
+    manifest: str | os.PathLike | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    on_warning: Callable[[str], None] | None = _stderr_warning,
+    progress: bool = True,
+) -> EvalResult:
+    """Score the predictions in ``pred_dir`` against ``labels`` exactly as the MOOD challenge does.
+
+    ``labels`` may be the task folder (``toy_label/pixel``), ``toy_label`` or the set's root.
+    ``manifest`` (``manifest.csv`` of :func:`make_synthetic_set`) adds per-kind metrics: each kind's
+    cases pooled with all normal cases. ``bootstrap`` > 0 adds the mean and 95 % interval of AP over
+    that many case resamples drawn with ``seed``. Warnings (missing / mismatched predictions) go to
+    ``on_warning`` (default: stderr) and are kept in ``result.warnings``.
+    """
+    if task not in TASKS:
+        raise MoodError(f"--task {task!r}: expected pixel or sample")
+    if bootstrap < 0:
+        raise MoodError("--bootstrap must be >= 0")
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise MoodError(f"{pred_dir}: no such prediction folder")
+    label_dir = resolve_label_dir(labels, task)
+    files = list_label_files(label_dir, task)
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        if on_warning is not None:
+            on_warning(msg)
+
+    names = [case_name(p.name) for p in files]
+    missing: list[str] = []
+    items = track(files, f"evaluating {task}") if progress else files
+    if task == "pixel":
+        pos = np.zeros((len(files), N_CODES), np.int64)
+        neg = np.zeros((len(files), N_CODES), np.int64)
+        for i, lab_path in enumerate(items):
+            hist, miss = pixel_case_histogram(pred_dir / lab_path.name, lab_path, warn)
+            pos[i], neg[i] = hist.pos, hist.neg
+            if miss:
+                missing.append(names[i])
+        total = ScoreHistogram(pos.sum(axis=0), neg.sum(axis=0))
+        ap, auc = total.ap(), total.roc_auc()
+        n_pos, n_neg = total.positives, total.negatives
+
+        def metrics_of(index: np.ndarray) -> dict:
+            h_pos, h_neg = pos[index].sum(axis=0), neg[index].sum(axis=0)
+            return {"ap": float(histogram_ap(h_pos, h_neg)), "roc_auc": float(histogram_roc_auc(h_pos, h_neg)),
+                    "cases": int(index.size), "positives": int(h_pos.sum())}
+
+        def boot() -> dict:
+            return bootstrap_pixel_ap(pos, neg, bootstrap, seed)
+    else:
+        scores = np.zeros(len(files))
+        labs = np.zeros(len(files), dtype=bool)
+        for i, lab_path in enumerate(items):
+            labs[i] = bool(read_sample_label(lab_path))
+            scores[i], miss = read_sample_prediction(pred_dir / lab_path.name, warn, names[i])
+            if miss:
+                missing.append(names[i])
+        ap, auc = average_precision(scores, labs), roc_auc(scores, labs)
+        n_pos, n_neg = int(labs.sum()), int((~labs).sum())
+
+        def metrics_of(index: np.ndarray) -> dict:
+            return {"ap": average_precision(scores[index], labs[index]), "roc_auc": roc_auc(scores[index], labs[index]),
+                    "cases": int(index.size), "positives": int(labs[index].sum())}
+
+        def boot() -> dict:
+            return bootstrap_sample_ap(scores, labs, bootstrap, seed)
+
+    if n_pos == 0:
+        warn("no positive label anywhere: AP is undefined")
+    per_kind: dict[str, dict] = {}
+    kinds = _kind_map(manifest, names, warn)
+    if kinds:
+        case_kinds = np.array([kinds.get(n, "") for n in names])
+        normal = np.flatnonzero(case_kinds == NORMAL_KIND)
+        for kind in sorted(set(case_kinds) - {NORMAL_KIND, ""}):
+            index = np.concatenate([np.flatnonzero(case_kinds == kind), normal])
+            per_kind[kind] = metrics_of(index)
+    return EvalResult(
+        task=task, ap=ap, roc_auc=auc, cases=len(files), positives=n_pos, negatives=n_neg,
+        per_kind=per_kind, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
+        case_names=names,
+    )
+
+
+def write_json(result: EvalResult, path: str | os.PathLike) -> Path:
+    """Write ``result.to_dict()`` atomically (NaN becomes null)."""
+    return write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+def result_table(result: EvalResult, title: str | None = None):
+    """A small rich Table: overall and per-kind AP / ROC-AUC (and the bootstrap interval)."""
+    from rich.table import Table
+
+    def fmt(x) -> str:
+        return "-" if x is None or not math.isfinite(float(x)) else f"{float(x):.4f}"
+
+    unit = "voxels" if result.task == "pixel" else "cases"
+    table = Table(title=title or f"MOOD {result.task}-level evaluation")
+    table.add_column("kind")
+    table.add_column("cases", justify="right")
+    table.add_column(f"positive {unit}", justify="right")
+    table.add_column("AP", justify="right")
+    table.add_column("ROC-AUC", justify="right")
+    table.add_row("all", str(result.cases), str(result.positives), fmt(result.ap), fmt(result.roc_auc), style="bold")
+    for kind, m in result.per_kind.items():
+        table.add_row(kind, str(m["cases"]), str(m["positives"]), fmt(m["ap"]), fmt(m["roc_auc"]))
+    if result.bootstrap:
+        b = result.bootstrap
+        table.caption = f"bootstrap ({b['n']} case resamples, seed {b['seed']}): AP {fmt(b['mean'])} [{fmt(b['ci95'][0])}, {fmt(b['ci95'][1])}]"
+    return table

@@ -1,0 +1,283 @@
+"""Calibrated scores: a monotone map from raw anomaly scores into [0, 1], and the sample-score rule.
+
+Why (seed defect 4): the MOOD pixel metric pools every voxel of every case into ONE average precision,
+reads predictions as float16 and clips them to [0, 1]. Raw perceptual errors have no fixed scale, so
+the seed's ``raw / 100`` saturated (ties at 1.0) and compressed everything else. Here the map is fitted
+on the raw voxel scores of validation-fold NORMAL volumes:
+
+* **body** (normal range): knots at the normal quantiles of levels ``p_j = 1 - 2^-j``
+  (``j = 0 .. J``, 0, 0.5, 0.75, 0.875, ... up to about ``1 - 1/n``) and the normal maximum, mapped
+  piecewise-linearly to ``y_j = y_top * j / (J + 1)``. The quantile levels are log-spaced towards the
+  top, so the upper tail of the normal distribution, where anomalies and normals compete, gets as
+  much of the output range (and as many float16 codes) as the bulk.
+* **tail** (above every normal value, where anomalies live): ``y = 1 - (1 - y_top) / (1 + log1p(t))``
+  with ``t = (x - x_max) / scale`` and ``scale`` = (normal max - normal median). It is continuous
+  with the body at ``x_max``, strictly increasing, reaches 1 only at ``+inf``, and a log tail keeps
+  anomalies many orders of magnitude apart on distinct float16 values (1 - y shrinks like 1/log x).
+* below the lowest knot: 0. NaN input is treated as ``+inf`` (most abnormal) so the output is never NaN.
+
+The map is deterministic (quantiles of a seeded subsample) and is stored as plain numbers in the
+ensemble YAML (:meth:`Calibration.to_dict`).
+
+The **sample score** of a volume is a pooling of its calibrated voxel scores (:class:`SampleRule`):
+``max`` (the seed; fragile to a single noisy voxel, seed defect 6), ``topk`` (mean of the top
+``fraction`` of voxels, at least one; the default, fraction 1e-4 = about 1,700 voxels of a 256^3
+volume, far fewer than the smallest MOOD anomaly) or ``smoothed_max`` (maximum after a Gaussian blur
+of ``sigma`` voxels). :func:`choose_sample_rule` picks one by sample-level AP on labelled validation
+volumes. Every rule maps [0, 1] scores to a value in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import MoodError
+
+CALIBRATION_KIND = "quantile-log-tail"
+#: Default part of [0, 1] given to the normal range; the rest is the anomaly tail.
+DEFAULT_Y_TOP = 0.5
+#: Elements handled per step when mapping (bounds float64 temporaries).
+_CHUNK = 1 << 23
+#: Samples taken per volume by default when fitting.
+DEFAULT_SAMPLES_PER_VOLUME = 200_000
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted monotone map raw score -> [0, 1] (see the module docstring)."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    tail_scale: float
+    kind: str = CALIBRATION_KIND
+
+    def __post_init__(self) -> None:
+        xs, ys = np.asarray(self.xs, np.float64), np.asarray(self.ys, np.float64)
+        if self.kind != CALIBRATION_KIND:
+            raise MoodError(f"calibration kind {self.kind!r} is not known (expected {CALIBRATION_KIND!r})")
+        if xs.ndim != 1 or xs.shape != ys.shape or xs.size < 1:
+            raise MoodError("calibration: xs and ys must be lists of the same length >= 1")
+        if not (np.isfinite(xs).all() and np.isfinite(ys).all() and math.isfinite(self.tail_scale)):
+            raise MoodError("calibration: knots and tail_scale must be finite numbers")
+        if (np.diff(xs) <= 0).any() or (np.diff(ys) <= 0).any():
+            raise MoodError("calibration: xs and ys must be strictly increasing")
+        if ys[0] < 0 or ys[-1] >= 1:
+            raise MoodError("calibration: ys must lie in [0, 1)")
+        if self.tail_scale <= 0:
+            raise MoodError("calibration: tail_scale must be > 0")
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "xs": [float(v) for v in self.xs], "ys": [float(v) for v in self.ys], "tail_scale": float(self.tail_scale)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        try:
+            return cls(
+                xs=tuple(float(v) for v in d["xs"]),
+                ys=tuple(float(v) for v in d["ys"]),
+                tail_scale=float(d["tail_scale"]),
+                kind=str(d.get("kind", CALIBRATION_KIND)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MoodError(f"calibration: malformed ({exc})") from None
+
+    @property
+    def y_top(self) -> float:
+        return float(self.ys[-1])
+
+    # ---------------------------------------------------------------- mapping
+    def apply_torch(self, raw: torch.Tensor) -> torch.Tensor:
+        """Calibrated float32 scores in [0, 1] of a tensor of raw scores (same shape and device)."""
+        flat = raw.reshape(-1)
+        out = torch.empty(flat.shape, dtype=torch.float32, device=raw.device)
+        xs = torch.tensor(self.xs, dtype=torch.float64, device=raw.device)
+        ys = torch.tensor(self.ys, dtype=torch.float64, device=raw.device)
+        x_top, y_top = xs[-1], ys[-1]
+        for start in range(0, flat.numel(), _CHUNK):
+            x = flat[start : start + _CHUNK].to(torch.float64)
+            x = torch.nan_to_num(x, nan=math.inf, posinf=math.inf, neginf=-math.inf)
+            # body: piecewise linear between knots
+            i = torch.searchsorted(xs, x, right=True).clamp(1, max(len(self.xs) - 1, 1))
+            if len(self.xs) > 1:
+                x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+                body = y0 + (x.clamp(min=xs[0]) - x0) * ((y1 - y0) / (x1 - x0))
+            else:
+                body = torch.full_like(x, float(y_top))
+            body = torch.where(x < xs[0], torch.zeros_like(x), body)
+            # tail: 1 - (1 - y_top) / (1 + log1p(t)), t >= 0; +inf -> exactly 1
+            t = ((x - x_top) / self.tail_scale).clamp(min=0.0)
+            tail = 1.0 - (1.0 - y_top) / (1.0 + torch.log1p(t))
+            y = torch.where(x > x_top, tail, body)
+            out[start : start + _CHUNK] = y.clamp(0.0, 1.0).to(torch.float32)
+        return out.reshape(raw.shape)
+
+    def apply(self, raw: np.ndarray | float) -> np.ndarray:
+        """Calibrated float32 scores in [0, 1] of a numpy array (or scalar) of raw scores."""
+        arr = np.asarray(raw, dtype=np.float64)
+        return self.apply_torch(torch.from_numpy(np.ascontiguousarray(arr))).numpy().reshape(arr.shape)
+
+    __call__ = apply
+
+
+#: What an ensemble without a fitted calibration uses: ``x / (1 + x)`` for x >= 0 (monotone, in [0, 1)).
+UNCALIBRATED = Calibration(xs=(0.0,), ys=(0.0,), tail_scale=1.0)
+# with a single knot (0, 0) and y_top = 0 the tail is 1 - 1/(1 + log1p(x)): monotone into [0, 1).
+
+
+def sample_raw_scores(raw: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None, n: int, seed: int) -> np.ndarray:
+    """A seeded uniform subsample (at most ``n``) of the raw scores where ``mask`` is true, as float64."""
+    r = raw.detach().reshape(-1).cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw).reshape(-1)
+    if mask is not None:
+        m = mask.detach().reshape(-1).cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask).reshape(-1)
+        r = r[m.astype(bool)]
+    r = r.astype(np.float64)
+    r = r[np.isfinite(r)]
+    if r.size > n:
+        pick = np.random.default_rng(seed).choice(r.size, size=n, replace=False)
+        r = r[np.sort(pick)]
+    return r
+
+
+def fit_calibration(samples: np.ndarray | Sequence[np.ndarray], y_top: float = DEFAULT_Y_TOP, max_levels: int = 30) -> Calibration:
+    """Fit the map on raw voxel scores of normal volumes (1-D array, or a list of arrays to concatenate).
+
+    Deterministic: uses exact (linear-interpolated) quantiles of exactly the given samples.
+    """
+    if not isinstance(samples, np.ndarray):
+        samples = np.concatenate([np.asarray(s, np.float64).reshape(-1) for s in samples]) if len(samples) else np.zeros(0)
+    s = np.asarray(samples, np.float64).reshape(-1)
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        raise MoodError("calibration: need at least 2 finite raw scores of normal voxels (are the volumes empty?)")
+    if not 0.0 < y_top < 1.0:
+        raise MoodError(f"calibration: y_top must be in (0, 1), got {y_top}")
+    n_levels = int(min(max_levels, max(1, math.floor(math.log2(s.size)))))
+    levels = np.concatenate([1.0 - 0.5 ** np.arange(n_levels + 1), [1.0]])  # 0, .5, .75, ..., 1 - 2^-J, 1
+    xs = np.quantile(s, levels)
+    ys = y_top * np.arange(levels.size) / (levels.size - 1)
+    # equal quantiles (e.g. many identical scores): keep the LAST knot of a run of equal x, i.e. the
+    # largest share of normals at or below that value
+    keep = np.append(np.diff(xs) > 0, True)
+    xs, ys = xs[keep], ys[keep]
+    median = float(np.quantile(s, 0.5))
+    spread = float(xs[-1]) - median
+    scale = spread if spread > 0 else max(abs(float(xs[-1])), 1e-6) * 1e-3
+    return Calibration(xs=tuple(float(v) for v in xs), ys=tuple(float(v) for v in ys), tail_scale=float(scale))
+
+
+# ==================================================================================== sample score
+
+SampleKind = Literal["max", "topk", "smoothed_max"]
+
+
+@dataclass(frozen=True)
+class SampleRule:
+    """How one volume score is pooled from its calibrated voxel scores (all kinds: [0, 1] -> [0, 1])."""
+
+    kind: SampleKind = "topk"
+    fraction: float = 1e-4  # topk: share of the voxels averaged (at least one voxel)
+    sigma: float = 1.0  # smoothed_max: Gaussian sigma in voxels
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("max", "topk", "smoothed_max"):
+            raise MoodError(f"sample rule {self.kind!r} is not known (use max, topk or smoothed_max)")
+        if not 0.0 < self.fraction <= 1.0:
+            raise MoodError(f"sample rule: fraction must be in (0, 1], got {self.fraction}")
+        if not 0.0 < self.sigma <= 50.0:
+            raise MoodError(f"sample rule: sigma must be in (0, 50], got {self.sigma}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SampleRule":
+        try:
+            return cls(kind=d.get("kind", "topk"), fraction=float(d.get("fraction", 1e-4)), sigma=float(d.get("sigma", 1.0)))
+        except (TypeError, ValueError) as exc:
+            raise MoodError(f"sample rule: malformed ({exc})") from None
+
+    def describe(self) -> str:
+        if self.kind == "topk":
+            return f"topk(fraction={self.fraction:g})"
+        if self.kind == "smoothed_max":
+            return f"smoothed_max(sigma={self.sigma:g})"
+        return "max"
+
+    def score(self, voxel_scores: np.ndarray | torch.Tensor) -> float:
+        """The volume's score in [0, 1] (finite) from its calibrated voxel scores."""
+        v = torch.as_tensor(voxel_scores)
+        v = torch.nan_to_num(v.float(), nan=1.0).clamp(0.0, 1.0)
+        if v.numel() == 0:
+            return 0.0
+        if self.kind == "max":
+            s = v.max()
+        elif self.kind == "topk":
+            k = max(1, int(round(self.fraction * v.numel())))
+            s = torch.topk(v.reshape(-1), min(k, v.numel()), sorted=False).values.double().mean()
+        else:
+            s = gaussian_blur3d(v, self.sigma).max()
+        return float(min(max(float(s), 0.0), 1.0))
+
+
+def gaussian_blur3d(vol: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a 3-D tensor (zero padding, kernel truncated at 3 sigma), on its device."""
+    if vol.dim() != 3:
+        raise ValueError(f"expected a 3-D tensor, got {tuple(vol.shape)}")
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    grid = torch.arange(-radius, radius + 1, dtype=torch.float32, device=vol.device)
+    k = torch.exp(-0.5 * (grid / sigma) ** 2)
+    k = k / k.sum()
+    x = vol.float()[None, None]
+    for dim in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + dim] = k.numel()
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = radius
+        x = F.conv3d(F.pad(x, pad), k.reshape(shape))
+    return x[0, 0]
+
+
+#: Candidates tried by :func:`choose_sample_rule`; the default comes first and wins ties.
+CANDIDATE_RULES: tuple[SampleRule, ...] = (
+    SampleRule("topk", fraction=1e-4),
+    SampleRule("max"),
+    SampleRule("topk", fraction=1e-5),
+    SampleRule("topk", fraction=1e-3),
+    SampleRule("topk", fraction=1e-2),
+    SampleRule("smoothed_max", sigma=1.0),
+    SampleRule("smoothed_max", sigma=2.0),
+)
+
+
+def candidate_scores(voxel_scores: np.ndarray | torch.Tensor, rules: Sequence[SampleRule] = CANDIDATE_RULES) -> list[float]:
+    """The sample score of one volume under every candidate rule."""
+    return [r.score(voxel_scores) for r in rules]
+
+
+def choose_sample_rule(
+    scores: np.ndarray, labels: Iterable[int], rules: Sequence[SampleRule] = CANDIDATE_RULES
+) -> tuple[SampleRule, list[float]]:
+    """Pick the rule with the highest sample-level AP.
+
+    ``scores``: (n_volumes, n_rules) from :func:`candidate_scores`; ``labels``: 1 = anomalous.
+    Ties go to the earlier rule (the default first). Returns (rule, AP of every rule).
+    """
+    from ..evaluation.metrics import average_precision
+
+    scores = np.asarray(scores, np.float64)
+    y = np.asarray(list(labels), np.int64)
+    if scores.ndim != 2 or scores.shape != (y.size, len(rules)):
+        raise ValueError(f"scores must be (n_volumes, {len(rules)}), got {scores.shape} for {y.size} labels")
+    if y.min(initial=1) == y.max(initial=0) or not ((y == 0).any() and (y == 1).any()):
+        raise MoodError("choosing the sample rule needs validation volumes with both labels (normal and anomalous)")
+    # the sample-level evaluator reads the written float as is (no float16 rounding at this level)
+    aps = [float(average_precision(scores[:, j], y)) for j in range(len(rules))]
+    best = int(np.argmax(np.round(aps, 12)))
+    return rules[best], aps

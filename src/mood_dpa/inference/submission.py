@@ -1,0 +1,126 @@
+"""The MOOD submission: assemble a docker build context with the four entry points and the models.
+
+Layout written by :func:`build_submission` (one folder, replaced whole on success)::
+
+    OUT/Dockerfile                      installs this package (runtime dependencies only) + the models
+    OUT/run_{pixel,sample}_{brain,abdom}.sh   the MOOD entry points (sh SCRIPT IN OUT)
+    OUT/mood_run.sh                     their shared body
+    OUT/models/<task>_<dataset>/model.yaml (+ the model files it lists)  or  model.npz (baseline)
+    OUT/mood-dpa/                       the package source (pyproject.toml, README.md, src/mood_dpa)
+
+An ensemble is copied with its model files next to it (renamed ``m<k>_<name>``), its calibration
+inlined, so the folder is self-contained. The run scripts find the models beside themselves
+(``/workspace/models`` in the image) or under ``$MOOD_DPA_MODELS``; ``$MOOD_DPA_BIN`` names the
+``mood-dpa`` executable (default: the one on PATH). They put every temporary file (TMPDIR, HOME,
+caches) in a fresh folder under OUT and remove it at the end, so they run in a read-only container.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..atomic import atomic_dir
+from ..errors import MoodError
+
+SLOTS = ("pixel_brain", "sample_brain", "pixel_abdom", "sample_abdom")
+RUN_SCRIPTS = tuple(f"run_{slot}.sh" for slot in SLOTS)
+DOCKER_FILES = ("Dockerfile", "mood_run.sh", *RUN_SCRIPTS)
+
+
+def docker_dir() -> Path:
+    """The repository's ``docker/`` folder (Dockerfile and run scripts)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "docker"
+        if (cand / "Dockerfile").is_file() and (cand / "mood_run.sh").is_file():
+            return cand
+    raise MoodError("cannot find the docker/ folder of the mood-dpa checkout (Dockerfile, run scripts)")
+
+
+def project_root() -> Path | None:
+    """The checkout this package runs from (the folder with pyproject.toml and src/mood_dpa), if any."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "mood_dpa").is_dir():
+            return parent
+    return None
+
+
+def _copy_model(src: Path, dest_dir: Path, allow_uncalibrated: bool) -> list[Path]:
+    """Copy one slot's model into ``dest_dir``; returns the files written."""
+    if not src.is_file():
+        raise MoodError(f"{src}: no such model file")
+    suffix = src.suffix.lower()
+    dest_dir.mkdir(parents=True)
+    if suffix == ".npz":
+        shutil.copyfile(src, dest_dir / "model.npz")
+        return [dest_dir / "model.npz"]
+    if suffix not in (".yaml", ".yml"):
+        raise MoodError(f"{src}: a submission model must be an ensemble .yaml or a baseline .npz")
+    from .ensemble import EnsembleSpec, read_spec, resolve_calibration, write_spec
+    from ..config import validate
+
+    spec = read_spec(src)
+    cal = resolve_calibration(spec, src.parent)
+    if cal is None and not allow_uncalibrated:
+        raise MoodError(f"{src}: the ensemble is not calibrated; run 'mood-dpa calibrate' first (or --allow-uncalibrated)")
+    data = spec.model_dump(mode="json")
+    written = []
+    for k, entry in enumerate(data["models"]):
+        p = Path(entry["path"])
+        p = p if p.is_absolute() else src.parent / p
+        if not p.is_file():
+            raise MoodError(f"{src}: model file {p} not found")
+        name = f"m{k}_{p.name}"
+        shutil.copyfile(p, dest_dir / name)
+        written.append(dest_dir / name)
+        entry["path"] = name
+    data["calibration"] = cal.to_dict() if cal is not None else None
+    write_spec(dest_dir / "model.yaml", validate(EnsembleSpec, data, str(src)))
+    written.append(dest_dir / "model.yaml")
+    return written
+
+
+def _copy_source(root: Path, dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (root / name).is_file():
+            shutil.copyfile(root / name, dest / name)
+    if not (dest / "pyproject.toml").is_file():
+        raise MoodError(f"{root}: no pyproject.toml; give --source the mood-dpa project folder")
+    if not (dest / "README.md").is_file():  # pyproject names it as the readme: the build needs one
+        (dest / "README.md").write_text("mood-dpa\n")
+    shutil.copytree(root / "src" / "mood_dpa", dest / "src" / "mood_dpa", ignore=ignore)
+
+
+def build_submission(
+    out: str | os.PathLike,
+    models: Mapping[str, str | os.PathLike],
+    source: str | os.PathLike | None = None,
+    allow_uncalibrated: bool = False,
+) -> dict[str, Any]:
+    """Write the build context (see the module docstring). ``models`` maps every slot of :data:`SLOTS`
+    (``pixel_brain`` ...) to an ensemble YAML or a baseline ``.npz``. Returns {files, megabytes}."""
+    missing = [s for s in SLOTS if s not in models]
+    extra = [s for s in models if s not in SLOTS]
+    if missing or extra:
+        raise MoodError(f"submission needs exactly the slots {', '.join(SLOTS)} (missing {missing}, unknown {extra})")
+    root = Path(source) if source is not None else project_root()
+    if root is None or not (root / "src" / "mood_dpa").is_dir():
+        raise MoodError("cannot find the mood-dpa source to install in the image; give --source PROJECT_FOLDER")
+    ddir = docker_dir()
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        for name in DOCKER_FILES:
+            shutil.copyfile(ddir / name, tmp / name)
+            if name.endswith(".sh"):
+                os.chmod(tmp / name, 0o755)
+        for slot in SLOTS:
+            _copy_model(Path(models[slot]), tmp / "models" / slot, allow_uncalibrated)
+        _copy_source(root, tmp / "mood-dpa")
+    files = [p for p in out.rglob("*") if p.is_file()]
+    return {"files": len(files), "megabytes": sum(p.stat().st_size for p in files) / 1e6}

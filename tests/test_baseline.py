@@ -1,0 +1,133 @@
+"""The intensity-histogram baseline and the model-file loader."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from conftest import blob_volume
+
+from mood_dpa.baselines.histogram import HistogramDetector
+from mood_dpa.errors import MoodError
+from mood_dpa.evaluation.metrics import ScoreHistogram
+from mood_dpa.inference.detectors import Detector, load_detector
+from mood_dpa.volumes import write_volume
+
+N = 32
+
+
+@pytest.fixture(scope="module")
+def train(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    for i in range(4):
+        write_volume(folder / f"{i:05d}.nii.gz", blob_volume((N, N, N), seed=10 + i))
+    return sorted(folder.glob("*.nii.gz"))
+
+
+@pytest.fixture(scope="module")
+def detector(train):
+    return HistogramDetector.fit(train, seed=0, progress=False)
+
+
+def bright_case(seed=0):
+    vol = blob_volume((N, N, N), seed=seed)
+    grid = np.stack(np.meshgrid(*[np.arange(N)] * 3, indexing="ij"))
+    blob = ((grid - np.array([14, 17, 15]).reshape(3, 1, 1, 1)) ** 2).sum(0) <= 16
+    vol[blob] = 1.0
+    return vol, blob
+
+
+def test_finds_a_bright_blob(detector):
+    vol, blob = bright_case()
+    scores = detector.score_volume(vol)
+    assert isinstance(detector, Detector)
+    assert scores.dtype == np.float32 and scores.shape == vol.shape
+    assert np.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1
+    ap = ScoreHistogram().add(scores, blob).ap()
+    rate = blob.mean()
+    assert ap > 10 * rate and ap > 0.5, (ap, rate)
+    normal = blob_volume((N, N, N), seed=1)
+    normal_scores = detector.score_volume(normal)
+    assert np.median(normal_scores[normal > 0]) < 0.35
+    assert detector.sample_score(vol, scores) > detector.sample_score(normal, normal_scores) + 0.1
+    assert 0 <= detector.sample_score(normal, normal_scores) <= 1
+
+
+def test_scores_are_spread_not_piled_up_near_one(detector):
+    vol, blob = bright_case(seed=2)
+    scores = detector.score_volume(vol)
+    codes = np.unique(np.clip(scores.astype(np.float16), 0, 1))
+    assert codes.size > 500, "float16 must keep the scores apart"
+    assert (scores >= 0.999).mean() < 0.01
+    assert scores[blob].mean() > 0.5 > np.mean(scores[~blob])
+
+
+def test_calibration_is_monotone(detector):
+    assert np.all(np.diff(detector.knots_x) > 0) and np.all(np.diff(detector.knots_y) > 0)
+    raw = np.linspace(0, detector.knots_x[-1] * 1.5, 1000)
+    cal = detector.calibrate(raw)
+    assert np.all(np.diff(cal) >= 0) and cal[0] == 0 and cal[-1] == 1
+
+
+def test_save_and_load_through_load_detector(detector, tmp_path):
+    path = detector.save(tmp_path / "model.npz")
+    loaded = load_detector(path, device="cuda:3", batch_size=8)  # the baseline ignores both
+    vol, _ = bright_case()
+    assert np.array_equal(loaded.score_volume(vol), detector.score_volume(vol))
+    assert loaded.name == "histogram"
+
+
+def test_fit_is_seeded(train):
+    a = HistogramDetector.fit(train, seed=3, calibration_voxels=5000, progress=False)
+    b = HistogramDetector.fit(train, seed=3, calibration_voxels=5000, progress=False)
+    assert np.array_equal(a.knots_x, b.knots_x) and np.array_equal(a.density, b.density)
+
+
+def test_load_detector_refuses_what_it_does_not_know(tmp_path):
+    with pytest.raises(MoodError, match="no such model file"):
+        load_detector(tmp_path / "none.npz")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(MoodError, match="unknown model file type .pt"):
+        load_detector(tmp_path / "m.pt")
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(MoodError, match="not a mood-dpa model"):
+        load_detector(tmp_path / "plain.npz")
+    np.savez(tmp_path / "other.npz", detector=np.array("forest"))
+    with pytest.raises(MoodError, match="unknown detector 'forest'"):
+        load_detector(tmp_path / "other.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(MoodError, match="not a readable"):
+        load_detector(tmp_path / "junk.npz")
+
+
+def test_yaml_goes_to_the_ensemble_loader(tmp_path, monkeypatch):
+    calls = []
+
+    class Fake:
+        name = "fake"
+
+    def load_ensemble(path, device, batch_size=None):
+        calls.append((path, device, batch_size))
+        return Fake()
+
+    module = types.ModuleType("mood_dpa.inference.ensemble")
+    module.load_ensemble = load_ensemble
+    monkeypatch.setitem(sys.modules, "mood_dpa.inference.ensemble", module)
+    cfg = tmp_path / "ens.yml"
+    cfg.write_text("models: []\n")
+    det = load_detector(cfg, device="cpu", batch_size=16)
+    assert isinstance(det, Fake)
+    load_detector(cfg)
+    assert calls == [(cfg, "cpu", 16), (cfg, None, None)]
+    with pytest.raises(MoodError, match="batch-size"):
+        load_detector(cfg, batch_size=0)
+
+
+def test_cli_baseline_fit(train, tmp_path, cli):
+    folder = train[0].parent
+    assert cli(["baseline", "fit", "-i", folder, "-o", tmp_path / "b.npz"]) == 0
+    assert isinstance(load_detector(tmp_path / "b.npz"), HistogramDetector)
+    assert cli(["baseline", "fit", "-i", folder, "-o", tmp_path / "b.bin"]) == 2
+    assert cli(["baseline", "fit", "-i", tmp_path / "nothing", "-o", tmp_path / "c.npz"]) == 2
