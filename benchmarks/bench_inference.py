@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="phantom side (256 = the MOOD brain size)")
     ap.add_argument("--slice-step", type=int, default=1, help="score every k-th kept slice only (then extrapolate)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--batch-size", type=int, default=None, help="slices per forward (default 64 CPU / 256 CUDA)")
+    ap.add_argument("--batch-size", type=int, default=None, help="slices per forward (default: the ensemble's automatic choice, 8 CPU / 128 CUDA)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (mood-dpa row only)")
     ap.add_argument("--channels", type=int, default=128, help="autoencoder width C = d (seed: 128)")
     ap.add_argument("--layer", default="relu3_2", help="VGG layer (seed brain/pixel: relu3_2)")
@@ -141,11 +141,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bs = args.batch_size or (256 if device.type == "cuda" else 64)
     torch.manual_seed(0)
     models = build_models(device, args.channels, args.layer)
     kept_fn = subsample_rule(args.slice_step) if args.slice_step > 1 else kept_indices
-    det = EnsembleDetector(models, batch_size=bs, bf16=args.bf16, device=device)
+    det = EnsembleDetector(models, batch_size=args.batch_size, bf16=args.bf16, device=device)
+    bs = det.batch_size
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "00000.nii.gz"

@@ -93,7 +93,7 @@ def test_one_axis_ensemble_equals_per_slice_reference(tmp_path, model_files, axi
     assert (ref > 0).mean() > 0.3
     np.testing.assert_allclose(raw, ref, rtol=2e-4, atol=1e-6)
     scores = det.score_volume(vol)
-    want = np.where(vol > 0, UNCALIBRATED.apply(ref), 0.0)  # uncalibrated map + background mask
+    want = np.where(vol > 0, np.maximum(UNCALIBRATED.apply(ref), 2.0**-14), 0.0)  # uncalibrated map + background mask
     np.testing.assert_allclose(scores, want, atol=1e-6)
 
 
@@ -130,6 +130,12 @@ def test_calibrate_then_predict(tmp_path, model_files, data, cli):
     again = yaml.safe_load(ens.read_text())
     assert again["calibration"] == first["calibration"] and again["sample_rule"] == first["sample_rule"]
     assert info["samples"] == 4 * 5000
+    # the calibration may also live in its own file named by the YAML (relative path)
+    (tmp_path / "cal.yaml").write_text(yaml.safe_dump(again["calibration"]))
+    split = tmp_path / "split.yaml"
+    split.write_text(yaml.safe_dump({**again, "calibration": "cal.yaml"}))
+    vol = blob_volume(SHAPE, seed=9)
+    np.testing.assert_array_equal(load_ensemble(split).score_volume(vol), load_ensemble(ens).score_volume(vol))
 
     out_px, out_s = tmp_path / "pixel", tmp_path / "sample"
     assert cli(["predict", "--model", ens, "--task", "pixel", "-i", data / "val" / "toy", "-o", out_px, "--device", "cpu"]) == 0
@@ -140,7 +146,8 @@ def test_calibrate_then_predict(tmp_path, model_files, data, cli):
         assert pred.data.shape == inp.data.shape
         np.testing.assert_allclose(pred.affine, inp.affine)
         assert np.isfinite(pred.data).all() and pred.data.min() >= 0 and pred.data.max() <= 1
-        assert (pred.data[inp.data <= 0] == 0).all()  # background masked
+        assert (pred.data[inp.data <= 0] == 0).all()  # background masked ...
+        assert (pred.data[inp.data > 0] >= 2.0**-14).all()  # ... strictly below every foreground voxel
         lines = (out_s / f"{src.name}.txt").read_text().splitlines()
         assert len(lines) == 1 and 0.0 <= float(lines[0]) <= 1.0
         if src.name in ("case_0.nii.gz", "case_2.nii.gz"):

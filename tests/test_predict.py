@@ -82,7 +82,7 @@ def test_bad_inputs_are_skipped_and_reported(inputs, tmp_path):
 
 
 def test_errors_for_the_whole_run(inputs, tmp_path):
-    with pytest.raises(MoodError, match="expected pixel or sample"):
+    with pytest.raises(MoodError, match="expected pixel, sample or both"):
         predict_folder(Ramp(), inputs, tmp_path / "o", "voxel")
     (tmp_path / "empty").mkdir()
     with pytest.raises(MoodError, match="no .nii"):
@@ -104,3 +104,24 @@ def test_cli_predict_with_the_baseline_and_a_corrupt_input(inputs, tmp_path, cli
     assert "corrupt.nii.gz" in captured.err and "1 input(s) failed" in captured.out
     assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == ["case.nii.txt", "toy_0.nii.gz.txt"]
     assert cli(["predict", "--model", tmp_path / "b.npz", "--task", "voxel", "-i", inputs, "-o", tmp_path / "x"]) == 2
+
+
+def test_both_tasks_in_one_pass_equal_separate_runs(inputs, tmp_path):
+    class Counting(Ramp):
+        calls = 0
+
+        def score_volume(self, data):
+            Counting.calls += 1
+            return super().score_volume(data)
+
+    det = Counting()
+    predict_folder(det, inputs, tmp_path / "px", "pixel", progress=False)
+    predict_folder(det, inputs, tmp_path / "sm", "sample", progress=False)
+    n = Counting.calls
+    summary = predict_folder(det, inputs, tmp_path / "both", "both", progress=False)
+    assert Counting.calls - n == n // 2  # one scoring pass per volume instead of two
+    assert summary.ok and len(summary.written) == n
+    for p in (tmp_path / "px").iterdir():
+        assert (tmp_path / "both" / p.name).read_bytes() == p.read_bytes()
+    for p in (tmp_path / "sm").iterdir():
+        assert (tmp_path / "both" / p.name).read_text() == p.read_text()

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from mood_dpa.data.slices import SliceRule
 from mood_dpa.errors import MoodError
-from mood_dpa.inference.scorer import AxisModel, axis_map, score_raw, shard_paths
+from mood_dpa.inference.scorer import AxisModel, axis_map, score_raw
+from mood_dpa.inference.pipeline import BackgroundWriter, shard_paths
 
 
 def textured_volume(shape=(20, 24, 28), seed=0) -> np.ndarray:
@@ -137,8 +138,6 @@ def test_background_writer_keeps_order_reports_errors_and_bounds_the_queue():
     import threading
     import time
 
-    from mood_dpa.inference.scorer import BackgroundWriter
-
     log, seen, gate = [], [], threading.Event()
 
     def write(k):
@@ -159,3 +158,14 @@ def test_background_writer_keeps_order_reports_errors_and_bounds_the_queue():
             w.submit(write, k, done=lambda r, e: seen.append((r, e)))
     assert [r for r, _ in seen] == [0, 1, None, 3] and isinstance(seen[2][1], MoodError)
     assert log == [0, 1, 3]
+
+
+def test_device_names_are_checked():
+    from mood_dpa.inference.scorer import device_for_rank
+
+    assert device_for_rank("cpu").type == "cpu"
+    with pytest.raises(MoodError):
+        device_for_rank("tpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(MoodError, match="CUDA is not available"):
+            device_for_rank("cuda")

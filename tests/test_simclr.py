@@ -13,6 +13,7 @@ from mood_dpa.models.ntxent import SimCLRNet, nt_xent
 from mood_dpa.training.augment import SimCLRAugment, blur_kernel, seeded_rng
 from mood_dpa.training.config import AugmentConfig
 from mood_dpa.training.simclr import warmup_cosine
+from test_training import tiny_stores  # noqa: F401  (session fixture: tiny phantom slice stores)
 
 
 def _nt_xent_float64(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
@@ -83,7 +84,7 @@ def test_tiny_pretraining_exports_a_vgg_file_the_perceptual_loss_loads(tiny_stor
             "model": {"width": 0.125, "hidden": 32, "out_dim": 16},
             "augment": {"crop_size": 32},
             "optim": {"batch_size": 32, "epochs": 2, "warmup_epochs": 0.5, "lr": 1e-3},
-            "trainer": {"accelerator": "cpu", "log_every": 1},
+            "trainer": {"accelerator": "cpu", "log_every": 1, "threads": 1},
         }
     )
     out = pretrain_simclr(cfg)
@@ -98,8 +99,34 @@ def test_tiny_pretraining_exports_a_vgg_file_the_perceptual_loss_loads(tiny_stor
     assert not torch.equal(init.state_dict()["features.0.weight"], net.state_dict()["features.0.weight"])
     load_vgg_weights(init, out)
     assert torch.equal(init.state_dict()["features.12.weight"], net.state_dict()["features.12.weight"])
-    logs = list((tmp_path / "simclr" / "logs" / "csv").rglob("metrics.csv"))
-    text = logs[0].read_text()
-    assert "val_loss" in text and "lr" in text
-    vals = [float(r.split(",")[-1]) for r in text.splitlines()[1:] if r.split(",")[-1] not in ("",)]
-    assert vals and all(np.isfinite(vals))
+    import csv
+
+    with open(next((tmp_path / "simclr" / "logs" / "csv").rglob("metrics.csv")), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    vals = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+    lrs = [float(r["lr"]) for r in rows if r.get("lr")]
+    assert len(vals) == 2 and all(np.isfinite(vals))  # one validation per epoch
+    assert max(lrs) == pytest.approx(1e-3, rel=0.2) and lrs[-1] < lrs[len(lrs) // 2]  # warm-up, then decay
+
+
+def test_pretraining_shorter_than_an_epoch_still_validates_and_exports(tiny_stores, tmp_path):
+    from mood_dpa.models.vgg import vgg_from_file
+    from mood_dpa.training.config import SimCLRConfig
+    from mood_dpa.training.runner import pretrain_simclr
+
+    cfg = SimCLRConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "short"),
+            "data": {"stores": [str(tiny_stores[0])], "n_folds": 3},
+            "model": {"width": 0.125, "hidden": 16, "out_dim": 8},
+            "augment": {"crop_size": 32},
+            "optim": {"batch_size": 16, "epochs": 50, "max_steps": 2, "warmup_epochs": 0},
+            "trainer": {"accelerator": "cpu", "threads": 1},
+        }
+    )
+    out = pretrain_simclr(cfg)
+    import json
+
+    summary = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["best_val_loss"] is not None
+    assert vgg_from_file(out, ["relu1_1"]).width == 0.125

@@ -44,7 +44,7 @@ def _cfg(stores, run_dir, **over):
         "model": {"channels": 8, "latent": 8, "size": 32},
         "loss": {"layers": ["relu2_2"], "vgg_width": 0.125},
         "optim": {"lr": 2e-3, "batch_size": 16, "max_steps": 40, "val_every": 10, "min_delta": 0.0, "patience": 5},
-        "trainer": {"accelerator": "cpu", "checkpoint_every": 5, "log_every": 5, "image_count": 4},
+        "trainer": {"accelerator": "cpu", "checkpoint_every": 5, "log_every": 5, "image_count": 4, "threads": 1},
     }
     for key, value in over.items():
         section, field = key.split("__")

@@ -45,8 +45,8 @@ class DemoPlan:
 PRESETS = {
     "quick": DemoPlan(volumes=12, size=32, n_folds=4, slice_size=32, simclr_steps=10, dpa_steps=40, val_every=20,
                       channels=8, latent=16, vgg_width=0.125, layer="relu3_2", batch_size=32),
-    "default": DemoPlan(volumes=40, size=64, n_folds=5, slice_size=64, simclr_steps=150, dpa_steps=500, val_every=125,
-                        channels=32, latent=64, vgg_width=0.25, layer="relu3_2", batch_size=32),
+    "default": DemoPlan(volumes=40, size=64, n_folds=5, slice_size=64, simclr_steps=60, dpa_steps=200, val_every=50,
+                        channels=32, latent=32, vgg_width=0.25, layer="relu3_2", batch_size=32),
 }
 
 
@@ -115,20 +115,17 @@ def _train(plan: DemoPlan, seed: int, store: Path, folds, run_dir: Path, device,
         f"optim.max_steps={plan.dpa_steps}",
         f"optim.val_every={plan.val_every}",
         f"optim.batch_size={plan.batch_size}",
-        f"loss.kind={loss}",
-        f"loss.layers=[{plan.layer}]",
-        f"loss.vgg_width={plan.vgg_width}",
     ]
-    if vgg is not None:
-        over.append(f"loss.vgg={vgg}")
-    cfg = load_config(DPATrainConfig, CONFIG_DIR / "dpa.yaml", over)
+    if loss == "perceptual":
+        over += [f"loss.layers=[{plan.layer}]", f"loss.vgg_width={plan.vgg_width}", f"loss.vgg={vgg}"]
+    cfg = load_config(DPATrainConfig, CONFIG_DIR / ("dpa.yaml" if loss == "perceptual" else "l1.yaml"), over)
     return train_dpa(cfg)
 
 
 def _evaluate(pred_root: Path, valset: Path, manifest: Path) -> dict:
     from .evaluation.evaluate import evaluate_folder
 
-    return {task: evaluate_folder(pred_root / task, valset / "toy_label", task, manifest=manifest, on_warning=None, progress=False)
+    return {task: evaluate_folder(pred_root, valset / "toy_label", task, manifest=manifest, on_warning=None, progress=False)
             for task in ("pixel", "sample")}
 
 
@@ -147,9 +144,9 @@ def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: 
         name = row["case"] if row["case"].endswith(".nii.gz") else f"{row['case']}.nii.gz"
         vol = read_volume(valset / "toy" / name).data
         mask = read_volume(valset / "toy_label" / "pixel" / name).data
-        scores = read_volume(pred_root / "pixel" / name).data
+        scores = read_volume(pred_root / name).data
         png = show_volume(vol, fig_dir / f"{kind}_{seen[kind]}.png", mask=mask, scores=scores, title=f"{method}: {kind} ({name})")
-        sample = (pred_root / "sample" / f"{name}.txt").read_text().split()[0]
+        sample = (pred_root / f"{name}.txt").read_text().split()[0]
         figures.append(Figure(png, f"{method} voxel scores on a '{kind}' case ({name}); contour = true anomaly; sample score {float(sample):.3f}."))
     return figures
 
@@ -203,7 +200,7 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
         files = [step(f"{method} axis {a}", _train, plan, seed, s.path, folds_csv, out / "runs" / f"{method.lower()}_axis{a}", device, loss, weights)
                  for a, s in enumerate(stores)]
         ensembles[method] = step(f"{method} calibration", fit_ensemble, out / "models" / f"{method.lower()}.yaml", files, val_vols,
-                                 val_dir=tuning / "toy", val_labels=tuning / "toy_label", device=device, seed=seed, progress=False)
+                                 val_dir=tuning, device=device, seed=seed, progress=False)
 
     detectors = {"DPA": ensembles["DPA"], "Histogram baseline": baseline, "L1-AE": ensembles["L1-AE"]}
     notes = {
@@ -216,13 +213,12 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     figures = []
     for name, det in detectors.items():
         pred_root = out / "predictions" / name.split()[0].lower()
-        for task in ("pixel", "sample"):
-            summary = step(f"predict {name} {task}", predict_folder, det, valset / "toy", pred_root / task, task, progress=False, on_error=log)
-            if not summary.ok:
-                raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
+        summary = step(f"predict {name}", predict_folder, det, valset / "toy", pred_root, "both", progress=False, on_error=log)
+        if not summary.ok:
+            raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
         res = _evaluate(pred_root, valset, manifest)
-        hist = _pixel_histogram(pred_root / "pixel", valset)
-        scores, labels = _sample_arrays(pred_root / "sample", valset)
+        hist = _pixel_histogram(pred_root, valset)
+        scores, labels = _sample_arrays(pred_root, valset)
         methods.append(MethodResult(name, res["pixel"], res["sample"], hist, scores, labels, notes[name]))
         if name in ("DPA", "Histogram baseline"):
             figures += _figures(valset, manifest_rows, pred_root, out / "figures" / name.split()[0].lower(), plan.figures_per_kind, name)

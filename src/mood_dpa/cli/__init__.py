@@ -14,9 +14,9 @@ from .app import app
 # Each module registers its subcommands on `app` when imported.
 from . import phantoms  # noqa: E402,F401  phantoms, show
 from . import foundation  # noqa: E402,F401  slices, folds
-from . import evaluation  # noqa: E402,F401  synth, evaluate, baseline
+from . import evaluation  # noqa: E402,F401  synth, evaluate, baseline, predict
 from . import training  # noqa: E402,F401  pretrain, train
-from . import inference  # noqa: E402,F401  predict, calibrate, submission
+from . import inference  # noqa: E402,F401  calibrate, submission
 from . import demo  # noqa: E402,F401  demo
 
 

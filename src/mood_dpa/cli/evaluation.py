@@ -99,7 +99,7 @@ def baseline_fit(
 @app.command()
 def predict(
     model: Path = typer.Option(..., "--model", help="Model file: a baseline .npz or an ensemble .yaml."),
-    task: str = typer.Option(..., "--task", help="pixel (a score volume per input) or sample (one score per input)."),
+    task: str = typer.Option(..., "--task", help="pixel (a score volume per input), sample (one score per input) or both (one pass, both files)."),
     inputs: Path = typer.Option(..., "-i", "--input", help="Folder of volumes to score (*.nii.gz)."),
     out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD layout)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic; ignored by the baseline)."),
@@ -109,8 +109,8 @@ def predict(
     from ..inference.detectors import load_detector
     from ..inference.predict import predict_folder
 
-    if task not in ("pixel", "sample"):
-        raise MoodError(f"--task {task!r}: expected pixel or sample")
+    if task not in ("pixel", "sample", "both"):
+        raise MoodError(f"--task {task!r}: expected pixel, sample or both")
     detector = load_detector(model, device=device, batch_size=batch_size)
     summary = predict_folder(detector, inputs, out, task)
     typer.echo(summary.line())

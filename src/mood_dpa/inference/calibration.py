@@ -6,10 +6,11 @@ the seed's ``raw / 100`` saturated (ties at 1.0) and compressed everything else.
 on the raw voxel scores of validation-fold NORMAL volumes:
 
 * **body** (normal range): knots at the normal quantiles of levels ``p_j = 1 - 2^-j``
-  (``j = 0 .. J``, 0, 0.5, 0.75, 0.875, ... up to about ``1 - 1/n``) and the normal maximum, mapped
-  piecewise-linearly to ``y_j = y_top * j / (J + 1)``. The quantile levels are log-spaced towards the
-  top, so the upper tail of the normal distribution, where anomalies and normals compete, gets as
-  much of the output range (and as many float16 codes) as the bulk.
+  (``j = 0 .. J``, 0, 0.5, 0.75, 0.875, ... up to about ``1 - 1/n``) and the normal maximum (``j = J+1``),
+  mapped piecewise-linearly to ``y_j = y_top * 2^(-octaves * (1 - j / (J + 1)))`` (``y_0 = 0``). The
+  quantile levels are log-spaced towards the top and the targets geometric, because float16 has 1024
+  codes per octave: every segment, including the rare upper tail of the normals where anomalies
+  compete with them, gets about the same number of distinct float16 values.
 * **tail** (above every normal value, where anomalies live): ``y = 1 - (1 - y_top) / (1 + log1p(t))``
   with ``t = (x - x_max) / scale`` and ``scale`` = (normal max - normal median). It is continuous
   with the body at ``x_max``, strictly increasing, reaches 1 only at ``+inf``, and a log tail keeps
@@ -44,6 +45,8 @@ CALIBRATION_KIND = "quantile-log-tail"
 DEFAULT_Y_TOP = 0.5
 #: Elements handled per step when mapping (bounds float64 temporaries).
 _CHUNK = 1 << 23
+#: Octaves of float16 codes the normal range spans below y_top (0.5 * 2^-12 ~ 1.2e-4: normal float16).
+DEFAULT_OCTAVES = 12.0
 #: Samples taken per volume by default when fitting.
 DEFAULT_SAMPLES_PER_VOLUME = 200_000
 
@@ -145,7 +148,9 @@ def sample_raw_scores(raw: np.ndarray | torch.Tensor, mask: np.ndarray | torch.T
     return r
 
 
-def fit_calibration(samples: np.ndarray | Sequence[np.ndarray], y_top: float = DEFAULT_Y_TOP, max_levels: int = 30) -> Calibration:
+def fit_calibration(
+    samples: np.ndarray | Sequence[np.ndarray], y_top: float = DEFAULT_Y_TOP, max_levels: int = 30, octaves: float = DEFAULT_OCTAVES
+) -> Calibration:
     """Fit the map on raw voxel scores of normal volumes (1-D array, or a list of arrays to concatenate).
 
     Deterministic: uses exact (linear-interpolated) quantiles of exactly the given samples.
@@ -161,7 +166,13 @@ def fit_calibration(samples: np.ndarray | Sequence[np.ndarray], y_top: float = D
     n_levels = int(min(max_levels, max(1, math.floor(math.log2(s.size)))))
     levels = np.concatenate([1.0 - 0.5 ** np.arange(n_levels + 1), [1.0]])  # 0, .5, .75, ..., 1 - 2^-J, 1
     xs = np.quantile(s, levels)
-    ys = y_top * np.arange(levels.size) / (levels.size - 1)
+    # knot j -> y_top * 2^(-octaves * (1 - j / last)): geometric, because float16 has the same number of
+    # codes (1024) in every octave; so every quantile segment gets about the same number of distinct
+    # float16 values (~1024 * octaves / last), instead of the top segments (where anomalies and the
+    # rarest normal voxels compete) getting the fewest. The first knot (the normal minimum) maps to 0.
+    last = levels.size - 1
+    ys = y_top * np.exp2(-octaves * (1.0 - np.arange(levels.size) / last))
+    ys[0] = 0.0
     # equal quantiles (e.g. many identical scores): keep the LAST knot of a run of equal x, i.e. the
     # largest share of normals at or below that value
     keep = np.append(np.diff(xs) > 0, True)

@@ -10,14 +10,14 @@ The ensemble file (``*.yaml``; paths are relative to the file)::
       - {path: axis1/model.pt, weight: 1.0}
       - {path: axis2/model.pt, weight: 1.0}
     combine: mean                 # mean | max | mean_covered (see mood_dpa.inference.scorer)
-    background_threshold: 0.0     # voxels <= this score 0 (the minimum); null = no mask
+    background_threshold: 0.0     # voxels <= this score 0, all others >= 2^-14; null = no mask
     calibration:                  # raw -> [0, 1] (mood_dpa.inference.calibration); a mapping,
       kind: quantile-log-tail     # or a path to a YAML/JSON file holding one; null = uncalibrated
       xs: [...]
       ys: [...]
       tail_scale: 0.123
     sample_rule: {kind: topk, fraction: 0.0001, sigma: 1.0}
-    batch_size: 64                # slices per forward pass (``--batch-size`` overrides)
+    batch_size: null              # slices per forward pass; null = 8 on CPU, 128 on CUDA (``--batch-size`` overrides)
     bf16: false                   # bf16 autocast on CUDA
     info: {...}                   # free-form provenance (what calibration was fitted on, ...)
 
@@ -61,6 +61,12 @@ from .calibration import (
 
 FORMAT = "mood-dpa/ensemble"
 VERSION = 1
+#: Slices per forward pass when neither the YAML nor the caller says: on a CPU the convolutions are
+#: compute-bound and larger batches only cost memory (measured: no gain past ~4); on a GPU large
+#: batches fill the device (128 slices of 128^2 at C=128 is ~1 GB per fp32 activation).
+AUTO_BATCH = {"cpu": 8, "cuda": 128}
+#: Lowest score of a foreground voxel when the background is masked (smallest normal float16, 2^-14).
+FOREGROUND_FLOOR = 2.0**-14
 
 
 class ModelEntry(StrictModel):
@@ -90,7 +96,7 @@ class EnsembleSpec(StrictModel):
     background_threshold: float | None = 0.0
     calibration: CalibrationSpec | str | None = None
     sample_rule: SampleRuleSpec = Field(default_factory=SampleRuleSpec)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # None: automatic (AUTO_BATCH per device type)
     bf16: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
 
@@ -138,7 +144,7 @@ def write_ensemble(
     background_threshold: float | None = 0.0,
     calibration: Calibration | None = None,
     sample_rule: SampleRule | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     bf16: bool = False,
     name: str | None = None,
     check: bool = True,
@@ -202,7 +208,7 @@ class EnsembleDetector:
         background_threshold: float | None = 0.0,
         calibration: Calibration | None = None,
         sample_rule: SampleRule | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         bf16: bool = False,
         device: str | Any | None = None,
     ) -> None:
@@ -218,7 +224,7 @@ class EnsembleDetector:
         self.background_threshold = background_threshold
         self.calibration = calibration
         self.sample_rule = sample_rule or SampleRule()
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if batch_size else AUTO_BATCH.get(self.device.type, 8)
         self.bf16 = bool(bf16)
         given = weights is not None
         weights = list(weights) if given else [getattr(m, "weight", 1.0) for m in models]
@@ -262,7 +268,9 @@ class EnsembleDetector:
         cal = self.calibration if self.calibration is not None else UNCALIBRATED
         s = cal.apply_torch(raw)
         if self.background_threshold is not None:
-            s = torch.where(self.foreground(data), s, torch.zeros_like(s))
+            # background is strictly the minimum: 0, while every foreground voxel scores >= FOREGROUND_FLOOR
+            # (the smallest normal float16), so foreground voxels never tie with the masked background
+            s = torch.where(self.foreground(data), s.clamp_min(FOREGROUND_FLOOR), torch.zeros_like(s))
         return torch.nan_to_num(s, nan=1.0).clamp_(0.0, 1.0)
 
     def score_volume(self, data: np.ndarray) -> np.ndarray:
@@ -452,7 +460,7 @@ def fit_ensemble(
     combine: str = "mean",
     background_threshold: float | None = 0.0,
     device: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> EnsembleDetector:

@@ -20,14 +20,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..atomic import write_text
 from ..errors import MoodError
 from ..progress import track
-from ..volumes import list_volumes, read_volume, write_volume
+from ..volumes import iter_volumes, list_volumes, write_volume
 
 TASKS = ("pixel", "sample")
 
@@ -61,6 +62,13 @@ def _check_scores(scores, shape) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def _sample_value(detector, data: np.ndarray, scores: np.ndarray) -> float:
+    value = float(detector.sample_score(data, scores))
+    if not np.isfinite(value):
+        raise MoodError("detector returned a NaN or infinite sample score")
+    return min(max(value, 0.0), 1.0)
+
+
 def predict_folder(
     detector,
     in_dir: str | os.PathLike,
@@ -70,32 +78,52 @@ def predict_folder(
     compresslevel: int = 1,
     progress: bool = True,
     on_error: Callable[[str], None] | None = _stderr,
+    prefetch: int = 2,
+    files: Sequence[Path] | None = None,
 ) -> PredictSummary:
-    """Run ``detector`` (any Detector) on every volume of ``in_dir`` and write MOOD-format outputs."""
-    if task not in TASKS:
-        raise MoodError(f"--task {task!r}: expected pixel or sample")
-    files = list_volumes(in_dir)
+    """Run ``detector`` (any Detector) on every volume of ``in_dir`` and write MOOD-format outputs.
+
+    ``task="both"`` writes the pixel and the sample output of each volume from one scoring pass
+    (their names never collide, and the evaluator finds each by its label's name). Reading the
+    next ``prefetch`` volumes and writing the previous outputs run in threads while the detector
+    computes. ``files`` restricts the run to some of the folder's volumes (e.g. one shard).
+    """
+    if task not in (*TASKS, "both"):
+        raise MoodError(f"--task {task!r}: expected pixel, sample or both")
+    tasks = TASKS if task == "both" else (task,)
+    files = list_volumes(in_dir) if files is None else [Path(f) for f in files]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MoodError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = PredictSummary(task=task)
     start = time.perf_counter()
-    for path in track(files, f"predict {task}") if progress else files:
-        try:
-            vol = read_volume(path)
-            scores = _check_scores(detector.score_volume(vol.data), vol.data.shape)
-            if task == "pixel":
-                out = write_volume(out_dir / path.name, scores, vol.affine, vol.header, np.float32, compresslevel)
-            else:
-                value = float(detector.sample_score(vol.data, scores))
-                if not np.isfinite(value):
-                    raise MoodError("detector returned a NaN or infinite sample score")
-                out = write_text(out_dir / f"{path.name}.txt", f"{min(max(value, 0.0), 1.0)!r}\n")
-            summary.written.append(out)
-        except MoodError as exc:
-            summary.failed.append((path.name, str(exc)))
-            if on_error is not None:
-                on_error(f"skipped {path.name}: {exc}")
+
+    def fail(name: str, exc: MoodError) -> None:
+        summary.failed.append((name, str(exc)))
+        if on_error is not None:
+            on_error(f"skipped {name}: {exc}")
+
+    writes: list[tuple[str, Future]] = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        items = iter_volumes(files, prefetch)
+        for path, vol in track(items, f"predict {task}", total=len(files)) if progress else items:
+            try:
+                if isinstance(vol, MoodError):
+                    raise vol
+                scores = _check_scores(detector.score_volume(vol.data), vol.data.shape)
+                if "pixel" in tasks:
+                    writes.append((path.name, writer.submit(write_volume, out_dir / path.name, scores, vol.affine,
+                                                            vol.header, np.float32, compresslevel)))
+                if "sample" in tasks:
+                    text = f"{_sample_value(detector, vol.data, scores)!r}\n"
+                    writes.append((path.name, writer.submit(write_text, out_dir / f"{path.name}.txt", text)))
+            except MoodError as exc:
+                fail(path.name, exc)
+        for name, fut in writes:
+            try:
+                summary.written.append(fut.result())
+            except MoodError as exc:
+                fail(name, exc)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -186,20 +186,6 @@ def score_raw(
     return torch.nan_to_num(acc, nan=float("inf"), posinf=float("inf"), neginf=0.0)
 
 
-def shard_paths(paths: Sequence, rank: int | None = None, world_size: int | None = None) -> list:
-    """This process's share of ``paths`` for prediction sharded across processes (e.g. ``torchrun``).
-
-    ``rank`` / ``world_size`` default to the ``RANK`` / ``WORLD_SIZE`` environment variables (0 / 1).
-    Strided split: rank r gets items r, r + W, r + 2W, ...; every item goes to exactly one rank, and
-    each rank writes its own outputs, so no gathering is needed.
-    """
-    r = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
-    ws = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else int(world_size)
-    if ws < 1 or not 0 <= r < ws:
-        raise MoodError(f"bad sharding: rank {r} of world size {ws}")
-    return list(paths)[r::ws]
-
-
 def device_for_rank(device: str | None = None) -> torch.device:
     """The device a (possibly sharded) prediction process should use.
 
@@ -207,57 +193,20 @@ def device_for_rank(device: str | None = None) -> torch.device:
     is available, else the CPU.
     """
     if device:
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise MoodError(f"--device {device!r}: not a device name (use cpu, cuda or cuda:N)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise MoodError(f"--device {device}: CUDA is not available on this machine")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise MoodError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return dev
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", 0))
         return torch.device("cuda", local % torch.cuda.device_count())
     return torch.device("cpu")
 
 
-class BackgroundWriter:
-    """Write outputs in one background thread so writing volume k overlaps scoring volume k+1.
-
-    ``submit(fn, *args, done=callback)`` queues ``fn(*args)``; at most ``max_pending`` writes wait
-    (a full queue blocks the caller, bounding memory to a few score volumes). ``done(result, error)``
-    is called in the caller's thread, in submission order, when a write finished: ``error`` is the
-    MoodError / OSError it raised (other exceptions propagate). ``close()`` (or leaving the ``with``
-    block) waits for every write. Use with :func:`mood_dpa.volumes.iter_volumes` (read-ahead) for a
-    read / compute / write pipeline.
-    """
-
-    def __init__(self, max_pending: int = 2) -> None:
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.max_pending = max(1, int(max_pending))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mood-dpa-writer")
-        self._pending: deque = deque()
-
-    def submit(self, fn: Callable, *args, done: Callable | None = None, **kwargs) -> None:
-        while len(self._pending) >= self.max_pending:
-            self._finish_one()
-        self._pending.append((self._pool.submit(fn, *args, **kwargs), done))
-
-    def _finish_one(self) -> None:
-        fut, done = self._pending.popleft()
-        try:
-            result, error = fut.result(), None
-        except (MoodError, OSError) as exc:
-            result, error = None, exc
-        if done is not None:
-            done(result, error)
-        elif error is not None:
-            raise error
-
-    def close(self) -> None:
-        try:
-            while self._pending:
-                self._finish_one()
-        finally:
-            self._pool.shutdown(wait=True)
-
-    def __enter__(self) -> "BackgroundWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+# torch-free prediction plumbing lives in mood_dpa.inference.pipeline (re-exported for convenience)
+from .pipeline import BackgroundWriter, shard_paths  # noqa: E402,F401

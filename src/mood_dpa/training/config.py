@@ -48,6 +48,7 @@ class TrainerConfig(StrictModel):
     log_every: int = Field(50, ge=1, description="training-loss logging interval in steps")
     checkpoint_every: int = Field(500, ge=1, description="steps between 'last.ckpt' saves (what --resume continues)")
     image_count: int = Field(8, ge=0, description="slices in the PNG grid written at each validation (0: none)")
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (None: torch's default); 1 helps on busy machines")
     matmul_precision: Literal["highest", "high", "medium"] = Field("high", description="torch float32 matmul precision")
 
 

@@ -61,14 +61,18 @@ class DPAModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         x = self._prep(batch)
         loss = self.loss_fn(x, self.reconstruct(x))
-        value = float(loss.detach())
+        # the explosion check reads the loss back (a device sync): every step on CPU, every log_every on GPU
+        if x.device.type == "cpu" or self.global_step % self.cfg.trainer.log_every == 0:
+            self._check_loss(float(loss.detach()))
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def _check_loss(self, value: float) -> None:
         if not np.isfinite(value) or value > self.cfg.optim.abort_above:
             raise MoodError(
                 f"training loss exploded ({value:.4g}) at step {self.global_step}; lower optim.lr "
                 f"(now {self.cfg.optim.lr:g}) or resume from the last checkpoint"
             )
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
-        return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x = self._prep(batch)

@@ -78,6 +78,8 @@ def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: i
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     torch.set_float32_matmul_precision(t.matmul_precision)
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
     accelerator = _resolve_accelerator(t.accelerator)
     ckpt_dir = run_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
@@ -228,7 +230,10 @@ def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | N
     data = SliceDataModule(cfg.data, _common_size(cfg), cfg.optim.batch_size, seed=cfg.trainer.seed)
     module = SimCLRModule(cfg.model_dump(mode="json"))
     o = cfg.optim
-    trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps or -1, o.epochs, None, list(callbacks or []),
+    # validation once per epoch; a run capped by max_steps below one epoch validates once, at its end
+    steps_per_epoch = max(1, len(data.train_set) // o.batch_size)
+    val_every = o.max_steps if o.max_steps is not None and o.max_steps < steps_per_epoch else None
+    trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps or -1, o.epochs, val_every, list(callbacks or []),
                             _progress_on())
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=ckpt)
@@ -236,10 +241,13 @@ def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | N
     out = run_dir / VGG_FILE
     if not trainer.is_global_zero:
         return out
-    best_path = _best_or_last(run_dir, trainer)
-    state = torch.load(best_path, map_location="cpu", weights_only=False)
-    best = SimCLRModule(cfg.model_dump(mode="json"))
-    best.load_state_dict(state["state_dict"])
+    try:
+        best_path = _best_or_last(run_dir, trainer)
+        state = torch.load(best_path, map_location="cpu", weights_only=False)
+        best = SimCLRModule(cfg.model_dump(mode="json"))
+        best.load_state_dict(state["state_dict"])
+    except MoodError:  # no checkpoint was written (a very short run): export the final weights
+        best, state = module.cpu(), {"epoch": trainer.current_epoch, "global_step": trainer.global_step}
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     meta = {"name": cfg.name, "epoch": int(state.get("epoch", 0)), "step": int(state.get("global_step", 0)),
             "best_val_loss": float(score) if score is not None else None}
