@@ -154,3 +154,18 @@ def test_calibrate_then_predict(tmp_path, model_files, data, cli):
             normal_max.append(pred.data.max())
     # calibrated: a normal case's voxels stay in the normal range of the map (well below 1)
     assert max(normal_max) < 0.9
+
+
+def test_ensemble_command_then_calibrate_on_one_fold(tmp_path, model_files, data, cli):
+    ens = tmp_path / "cli.yaml"
+    assert cli(["ensemble", *model_files, "-o", ens, "--weights", "1,2,1", "--combine", "max"]) == 0
+    spec = read_spec(ens)
+    assert [m.weight for m in spec.models] == [1.0, 2.0, 1.0] and spec.combine == "max"
+    assert [(ens.parent / m.path).resolve() for m in spec.models] == [Path(f).resolve() for f in model_files]
+    assert cli(["ensemble", *model_files, "-o", tmp_path / "bad.yaml", "--weights", "1,x"]) == 2
+    assert not (tmp_path / "bad.yaml").exists()
+    folds = tmp_path / "folds.csv"
+    folds.write_text("filename,test_fold\n00000.nii.gz,0\n00001.nii.gz,1\n00002.nii.gz,0\n00003.nii.gz,1\n")
+    assert cli(["calibrate", "-e", ens, "-i", data / "normals", "--folds", folds, "--fold", "1", "--samples-per-volume", "500"]) == 0
+    assert yaml.safe_load(ens.read_text())["info"]["calibration"]["normal_volumes"] == 2
+    assert cli(["calibrate", "-e", ens, "-i", data / "normals", "--folds", folds, "--fold", "5"]) == 2

@@ -125,3 +125,15 @@ def test_both_tasks_in_one_pass_equal_separate_runs(inputs, tmp_path):
         assert (tmp_path / "both" / p.name).read_bytes() == p.read_bytes()
     for p in (tmp_path / "sm").iterdir():
         assert (tmp_path / "both" / p.name).read_text() == p.read_text()
+
+
+def test_ranks_share_the_inputs_without_overlap(inputs, tmp_path, monkeypatch):
+    names = set()
+    for rank in range(2):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        summary = predict_folder(Ramp(), inputs, tmp_path / "out", "sample", progress=False)
+        mine = {p.name for p in summary.written}
+        assert mine and not mine & names
+        names |= mine
+    assert names == {f"{p.name}.txt" for p in inputs.iterdir() if ".nii" in p.name}

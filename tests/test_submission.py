@@ -211,3 +211,14 @@ def test_prediction_path_imports_no_training_packages(setup):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_submission_command(setup, tmp_path, cli):
+    root = setup["root"]
+    out = tmp_path / "ctx"
+    args = ["submission", "-o", out, "--brain-pixel", setup["ensemble"], "--brain-sample", root / "brain_hist.npz",
+            "--abdom-pixel", root / "abdom_hist.npz", "--abdom-sample", root / "abdom_hist.npz"]
+    assert cli(args) == 0
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["pixel_abdom", "pixel_brain", "sample_abdom", "sample_brain"]
+    assert cli([*args[:-1], root / "missing.npz"]) == 2  # a bad slot: one-line error, earlier context intact
+    assert (out / "models" / "pixel_brain" / "model.yaml").is_file()

@@ -1,4 +1,4 @@
-"""Commands ``calibrate`` and ``submission`` (``predict`` lives in cli/evaluation.py: the one writer)."""
+"""Commands ``ensemble``, ``calibrate`` and ``submission`` (``predict`` lives in cli/evaluation.py: the one writer)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,29 @@ from typing import Optional
 import typer
 
 from .app import app
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    models: list[Path] = typer.Argument(..., help="Trained model files (RUN_DIR/model.pt), typically one per axis."),
+    out: Path = typer.Option(..., "-o", "--output", help="Ensemble YAML to write (model paths are stored relative to it)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated weight per model (default: equal)."),
+    combine: str = typer.Option("mean", "--combine", help="How axis maps combine per voxel: mean, max or mean_covered."),
+    background: Optional[float] = typer.Option(0.0, "--background", help="Voxels <= this intensity score 0 (background mask)."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the ensemble (default: the file name)."),
+) -> None:
+    """Combine trained axis models into one detector file for `predict` (calibrate it next)."""
+    from ..errors import MoodError
+    from ..inference.ensemble import write_ensemble
+
+    w = None
+    if weights:
+        try:
+            w = [float(x) for x in weights.split(",")]
+        except ValueError:
+            raise MoodError(f"--weights {weights!r}: expected comma-separated numbers") from None
+    path = write_ensemble(out, models, w, combine=combine, background_threshold=background, name=name)
+    typer.echo(f"wrote {path} with {len(models)} models (combine: {combine}); next: mood-dpa calibrate --ensemble {path} -i NORMAL_VOLUMES")
 
 
 @app.command("calibrate")
@@ -22,6 +45,8 @@ def calibrate_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass."),
     seed: int = typer.Option(0, "--seed", help="Seed of the voxel subsample the map is fitted on."),
     samples_per_volume: int = typer.Option(200_000, "--samples-per-volume", help="Foreground voxels sampled per normal volume."),
+    folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: use only the volumes of --fold from --input."),
+    fold: int = typer.Option(0, "--fold", help="The fold taken from --input when --folds is given."),
 ) -> None:
     """Fit the map raw score -> [0, 1] on normal volumes (and choose the sample rule on --val); store both in the ensemble."""
     from ..errors import MoodError
@@ -29,8 +54,17 @@ def calibrate_cmd(
 
     if samples_per_volume < 2:
         raise MoodError("--samples-per-volume must be at least 2")
+    normals = inputs
+    if folds is not None:
+        from ..data.folds import read_folds, split_ids
+        from ..volumes import list_volumes, volume_id
+
+        ids = split_ids(read_folds(folds), fold, "val")
+        normals = [p for p in list_volumes(inputs) if volume_id(p) in ids]
+        if not normals:
+            raise MoodError(f"{inputs}: no volume of fold {fold} of {folds}")
     info = calibrate_ensemble(
-        ensemble, inputs, val_dir=val, val_labels=val_labels, device=device, batch_size=batch_size,
+        ensemble, normals, val_dir=val, val_labels=val_labels, device=device, batch_size=batch_size,
         seed=seed, samples_per_volume=samples_per_volume,
     )
     extra = ""

@@ -17,7 +17,7 @@ The ensemble file (``*.yaml``; paths are relative to the file)::
       ys: [...]
       tail_scale: 0.123
     sample_rule: {kind: topk, fraction: 0.0001, sigma: 1.0}
-    batch_size: null              # slices per forward pass; null = 8 on CPU, 128 on CUDA (``--batch-size`` overrides)
+    batch_size: null              # slices per forward pass; null = automatic (128 on CUDA; on a CPU by model size)
     bf16: false                   # bf16 autocast on CUDA
     info: {...}                   # free-form provenance (what calibration was fitted on, ...)
 
@@ -61,10 +61,15 @@ from .calibration import (
 
 FORMAT = "mood-dpa/ensemble"
 VERSION = 1
-#: Slices per forward pass when neither the YAML nor the caller says: on a CPU the convolutions are
-#: compute-bound and larger batches only cost memory (measured: no gain past ~4); on a GPU large
-#: batches fill the device (128 slices of 128^2 at C=128 is ~1 GB per fp32 activation).
-AUTO_BATCH = {"cpu": 8, "cuda": 128}
+#: Slices per forward pass on CUDA when neither the YAML nor the caller says: large batches fill the
+#: device (128 slices of 128^2 at C=128 is ~1 GB per fp32 activation).
+AUTO_BATCH = {"cuda": 128}
+#: On a CPU the convolutions are compute-bound and batching only helps while one activation tensor
+#: stays in cache: measured on the seed's C=128 at 128^2 (8 MB per slice per activation), batches of
+#: 6-8 slices ran ~25 % slower than one slice at a time. So the automatic CPU batch keeps one
+#: activation (widest layer x S^2 x 4 bytes x batch) within this many bytes (C=128 @128^2 -> 1,
+#: the demo's C=32 @64^2 -> 16).
+CPU_ACTIVATION_BYTES = 8 << 20
 #: Lowest score of a foreground voxel when the background is masked (smallest normal float16, 2^-14).
 FOREGROUND_FLOOR = 2.0**-14
 
@@ -96,7 +101,7 @@ class EnsembleSpec(StrictModel):
     background_threshold: float | None = 0.0
     calibration: CalibrationSpec | str | None = None
     sample_rule: SampleRuleSpec = Field(default_factory=SampleRuleSpec)
-    batch_size: int | None = Field(None, ge=1)  # None: automatic (AUTO_BATCH per device type)
+    batch_size: int | None = Field(None, ge=1)  # None: automatic (EnsembleDetector._auto_batch)
     bf16: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
 
@@ -224,7 +229,6 @@ class EnsembleDetector:
         self.background_threshold = background_threshold
         self.calibration = calibration
         self.sample_rule = sample_rule or SampleRule()
-        self.batch_size = int(batch_size) if batch_size else AUTO_BATCH.get(self.device.type, 8)
         self.bf16 = bool(bf16)
         given = weights is not None
         weights = list(weights) if given else [getattr(m, "weight", 1.0) for m in models]
@@ -246,6 +250,21 @@ class EnsembleDetector:
                 )
             )
         self._torch = torch
+        self.batch_size = int(batch_size) if batch_size else self._auto_batch()
+
+    def _auto_batch(self) -> int:
+        if self.device.type in AUTO_BATCH:
+            return AUTO_BATCH[self.device.type]
+        per_slice = 0
+        for m in self.models:
+            meta = getattr(m, "meta", None)
+            if not meta:
+                continue
+            width = max(int(meta.get("arch", {}).get("channels", 64)), int(64 * float(meta.get("vgg_width") or 0)))
+            per_slice = max(per_slice, width * int(meta["size"]) ** 2 * 4)
+        if per_slice == 0:
+            return 8
+        return int(max(1, min(64, CPU_ACTIVATION_BYTES // per_slice)))
 
     # ---- raw and calibrated scores
     def score_raw(self, data: np.ndarray):

@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..atomic import write_text
 from ..errors import MoodError
 from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
+from .pipeline import BackgroundWriter, shard_paths
 
 TASKS = ("pixel", "sample")
 
@@ -86,12 +86,14 @@ def predict_folder(
     ``task="both"`` writes the pixel and the sample output of each volume from one scoring pass
     (their names never collide, and the evaluator finds each by its label's name). Reading the
     next ``prefetch`` volumes and writing the previous outputs run in threads while the detector
-    computes. ``files`` restricts the run to some of the folder's volumes (e.g. one shard).
+    computes. Under ``torchrun`` (RANK / WORLD_SIZE set) each process takes its strided share of
+    the inputs; ``files`` overrides the list.
     """
     if task not in (*TASKS, "both"):
         raise MoodError(f"--task {task!r}: expected pixel, sample or both")
     tasks = TASKS if task == "both" else (task,)
-    files = list_volumes(in_dir) if files is None else [Path(f) for f in files]
+    # under torchrun each rank scores its own share (RANK / WORLD_SIZE); alone, every file
+    files = shard_paths(list_volumes(in_dir)) if files is None else [Path(f) for f in files]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MoodError(f"{out_dir}: exists and is not a folder")
@@ -104,8 +106,15 @@ def predict_folder(
         if on_error is not None:
             on_error(f"skipped {name}: {exc}")
 
-    writes: list[tuple[str, Future]] = []
-    with ThreadPoolExecutor(max_workers=1) as writer:
+    def done(name: str):
+        def record(result, error) -> None:
+            if error is None:
+                summary.written.append(result)
+            else:
+                fail(name, error)
+        return record
+
+    with BackgroundWriter(max_pending=2) as writer:
         items = iter_volumes(files, prefetch)
         for path, vol in track(items, f"predict {task}", total=len(files)) if progress else items:
             try:
@@ -113,17 +122,12 @@ def predict_folder(
                     raise vol
                 scores = _check_scores(detector.score_volume(vol.data), vol.data.shape)
                 if "pixel" in tasks:
-                    writes.append((path.name, writer.submit(write_volume, out_dir / path.name, scores, vol.affine,
-                                                            vol.header, np.float32, compresslevel)))
+                    writer.submit(write_volume, out_dir / path.name, scores, vol.affine, vol.header, np.float32,
+                                  compresslevel, done=done(path.name))
                 if "sample" in tasks:
                     text = f"{_sample_value(detector, vol.data, scores)!r}\n"
-                    writes.append((path.name, writer.submit(write_text, out_dir / f"{path.name}.txt", text)))
+                    writer.submit(write_text, out_dir / f"{path.name}.txt", text, done=done(path.name))
             except MoodError as exc:
                 fail(path.name, exc)
-        for name, fut in writes:
-            try:
-                summary.written.append(fut.result())
-            except MoodError as exc:
-                fail(name, exc)
     summary.seconds = time.perf_counter() - start
     return summary

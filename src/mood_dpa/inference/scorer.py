@@ -13,7 +13,7 @@ For every model of an ensemble (one axis each, see :class:`AxisModel`):
 4. resize each map back to its slice's native size (bilinear) and put it into a volume-shaped buffer
    BY ITS SLICE INDEX (``index_copy_``): skipped slices score 0 and never shift later maps (seed defect 1);
 5. combine the models on the device (:data:`COMBINE_RULES`): ``mean`` (weighted mean over all models,
-   a skipped slice counting as 0; the default), ``max`` (voxel-wise maximum) or ``mean_covered``
+   a skipped slice counting as 0; the default), ``max`` (voxel-wise maximum; weights ignored) or ``mean_covered``
    (weighted mean over only the models whose kept slices contain the voxel; 0 where none does).
 
 The only Python loop is over batches of slices. Every axis already lives on the volume's own grid
