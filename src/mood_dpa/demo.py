@@ -45,8 +45,8 @@ class DemoPlan:
 PRESETS = {
     "quick": DemoPlan(volumes=12, size=32, n_folds=4, slice_size=32, simclr_steps=10, dpa_steps=40, val_every=20,
                       channels=8, latent=16, vgg_width=0.125, layer="relu3_2", batch_size=32),
-    "default": DemoPlan(volumes=40, size=64, n_folds=5, slice_size=64, simclr_steps=60, dpa_steps=200, val_every=50,
-                        channels=32, latent=32, vgg_width=0.25, layer="relu3_2", batch_size=32),
+    "default": DemoPlan(volumes=40, size=64, n_folds=5, slice_size=64, simclr_steps=40, dpa_steps=150, val_every=50,
+                        channels=16, latent=32, vgg_width=0.25, layer="relu3_2", batch_size=32),
 }
 
 
@@ -83,6 +83,7 @@ def _training_overrides(plan: DemoPlan, seed: int, stores: list[Path], folds: Pa
         f"data.folds={folds}",
         "data.fold=0",
         f"trainer.seed={seed}",
+        "trainer.threads=null",  # the demo has the machine to itself: all cores
     ]
     if device:
         over.append(f"trainer.accelerator={device}")
@@ -168,8 +169,7 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     if preset not in PRESETS:
         raise MoodError(f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
     plan = PRESETS[preset]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_output(Path(out))
     step = _Steps(log)
     log(f"mood-dpa demo ({preset}): {plan.volumes} brain phantoms of {plan.size}^3, seed {seed}, output in {out}")
 
@@ -187,7 +187,7 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     step("synthetic anomalies", make_synthetic_set, val_vols, valset, list(plan.kinds), (1, 1), seed, progress=False)
     tuning = out / "tuning"
     step("tuning set", make_synthetic_set, val_vols, tuning, list(plan.kinds), (1, 1), seed + 1000,
-         cases_per_volume=2, progress=False)
+         cases_per_volume=1, progress=False)
     manifest = valset / "manifest.csv"
     manifest_rows = read_manifest(manifest)
 
@@ -235,6 +235,26 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
 
     write_text(out / "results.json", json.dumps({"plan": asdict(plan), "results": results, "timings": step.timings}, indent=1))
     return DemoOutcome(out, path, results, step.timings)
+
+
+MARKER = ".mood-dpa-demo"
+#: The folders a demo run makes; a re-run replaces them (and only them).
+DEMO_FOLDERS = ("volumes", "slices", "valset", "tuning", "runs", "models", "predictions", "figures")
+
+
+def _prepare_output(out: Path) -> Path:
+    """Use ``out`` for a demo run: a new or empty folder, or one an earlier demo run made (its parts are replaced)."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise MoodError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise MoodError(f"{out}: folder is not empty and was not made by 'mood-dpa demo'; choose another -o")
+    for name in DEMO_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by mood-dpa demo; a re-run replaces its folders\n")
+    return out
 
 
 def _pixel_histogram(pred_dir: Path, valset: Path):
