@@ -140,3 +140,22 @@ def test_iter_volumes_keeps_order_and_reports_bad_files(tmp_path):
     assert [p for p, _ in out] == paths
     assert isinstance(out[2][1], MoodError)
     assert [float(v.data[0, 0, 0]) for i, (_, v) in enumerate(out) if i != 2] == [0.0, 1.0, 3.0]
+
+
+def test_cli_exits_2_on_each_bad_input_and_writes_nothing(tmp_path, cli):
+    for label, (path, expected) in _bad_files(tmp_path).items():
+        folder = tmp_path / f"in_{label.replace(' ', '_')}"
+        folder.mkdir()
+        target = folder / ("00000.nii.gz" if path.name.endswith(".gz") else path.name)
+        path.rename(target)
+        if not target.name.endswith((".nii", ".nii.gz")):
+            assert cli(["show", target, "-o", tmp_path / f"{label}.png"]) == 2, label
+            assert not (tmp_path / f"{label}.png").exists()
+            continue
+        out = tmp_path / f"store_{label.replace(' ', '_')}"
+        assert cli(["slices", "-i", folder, "-o", out, "--axis", "0", "--size", "8"]) == 2, label
+        assert not out.exists(), label
+        assert cli(["show", target, "-o", tmp_path / "x.png"]) == 2, label
+        assert not (tmp_path / "x.png").exists()
+    leftovers = [p.name for p in tmp_path.rglob(".*") if p.is_file()]
+    assert leftovers == []

@@ -29,5 +29,14 @@ def demo_cmd(
     table.add_column("sample AP", justify="right")
     for name, res in outcome.results.items():
         table.add_row(name, f"{res['pixel']['ap']:.3f}", f"{res['sample']['ap']:.3f}")
-    Console().print(table)
+    kinds = sorted({k for res in outcome.results.values() for k in res["pixel"]["per_kind"]})
+    per_kind = Table(title="Pixel AP per anomaly kind (that kind's cases + all normal cases)")
+    per_kind.add_column("method")
+    for kind in kinds:
+        per_kind.add_column(kind, justify="right")
+    for name, res in outcome.results.items():
+        per_kind.add_row(name, *(f"{res['pixel']['per_kind'][k]['ap']:.3f}" for k in kinds))
+    console = Console()
+    console.print(table)
+    console.print(per_kind)
     typer.echo(f"demo finished in {sum(outcome.timings.values()):.0f} s; report: {outcome.report}")
