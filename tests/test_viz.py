@@ -128,3 +128,20 @@ def test_show_accepts_a_volume_object(tmp_path, brain):
 
     vol = read_volume(write_volume(tmp_path / "v.nii.gz", brain))
     assert _decode(show_volume(vol, tmp_path / "v.png")).shape[0] >= 300
+
+
+def test_log_scores_show_tiny_calibrated_scores_and_hide_the_rest(tmp_path, brain):
+    mask = _ball(brain.shape, (16, 16, 16), 5)
+    scores = np.where(mask > 0, 3e-3, 0.0).astype(np.float32)  # small but far above 1e-4
+    centre = (16, 16, 16)
+    linear = _decode(show_volume(brain, tmp_path / "lin.png", scores=scores, center=centre))
+    log = _decode(show_volume(brain, tmp_path / "log.png", scores=scores, center=centre, log_scores=True))
+
+    def coloured(im):  # saturated pixels in the three panels (the colour bar is on the right)
+        rgb = im[:, : int(im.shape[1] * 0.85), :3]
+        return int(((rgb.max(-1) - rgb.min(-1)) > 0.15).sum())
+
+    # on a linear 0-1 scale 3e-3 has the colour of 0; on the log scale the ball is clearly coloured
+    assert coloured(log) > 200 + 5 * coloured(linear)
+    with pytest.raises(MoodError, match="log_scores"):
+        show_volume(brain, tmp_path / "bad.png", scores=scores + 2.0, log_scores=True)

@@ -146,9 +146,10 @@ def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: 
         vol = read_volume(valset / "toy" / name).data
         mask = read_volume(valset / "toy_label" / "pixel" / name).data
         scores = read_volume(pred_root / name).data
-        png = show_volume(vol, fig_dir / f"{kind}_{seen[kind]}.png", mask=mask, scores=scores, title=f"{method}: {kind} ({name})")
+        png = show_volume(vol, fig_dir / f"{kind}_{seen[kind]}.png", mask=mask, scores=scores, title=f"{method}: {kind} ({name})",
+                         log_scores=True)
         sample = (pred_root / f"{name}.txt").read_text().split()[0]
-        figures.append(Figure(png, f"{method} voxel scores on a '{kind}' case ({name}); contour = true anomaly; sample score {float(sample):.3f}."))
+        figures.append(Figure(png, f"{method} voxel scores on a '{kind}' case ({name}), log colour scale; contour = true anomaly; sample score {float(sample):.3f}."))
     return figures
 
 

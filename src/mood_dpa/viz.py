@@ -55,8 +55,13 @@ def show_volume(
     scores=None,
     title: str | None = None,
     center: Sequence[int] | None = None,
+    log_scores: bool = False,
 ) -> Path:
     """Draw three orthogonal slices of ``volume`` to ``out_png``.
+
+    ``log_scores`` draws calibrated scores in [0, 1] on a log colour scale from 1e-4 to 1 (lower
+    scores transparent): the calibration spaces normal quantiles geometrically, so this shows where a
+    voxel ranks among normal voxels, comparably across cases.
 
     Slices pass through the middle, through ``center`` (voxel indices) when given, or else
     through the centre of mass of ``mask``. The volume is drawn in grey over its full intensity
@@ -87,7 +92,15 @@ def show_volume(
     lo, hi = float(vol.min()), float(vol.max())
     if hi <= lo:
         hi = lo + 1.0
-    if scr is not None:
+    norm = None
+    if scr is not None and log_scores:
+        from matplotlib.colors import LogNorm
+
+        if scr.min() < 0.0 or scr.max() > 1.0:
+            raise MoodError("log_scores needs scores in [0, 1] (calibrated predictions)")
+        norm = LogNorm(vmin=1e-4, vmax=1.0)
+        scr = np.ma.masked_less(scr, 1e-4)
+    elif scr is not None:
         s_lo, s_hi = float(scr.min()), float(scr.max())
         if s_lo >= 0.0 and s_hi <= 1.0:
             s_lo, s_hi = 0.0, 1.0
@@ -102,8 +115,9 @@ def show_volume(
         index = centre[axis]
         ax.imshow(_take(vol, axis, index), cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
         if scr is not None:
-            heat = ax.imshow(_take(scr, axis, index), cmap="inferno", vmin=s_lo, vmax=s_hi, alpha=0.5,
-                             origin="lower", interpolation="nearest")
+            scale = {"norm": norm} if norm is not None else {"vmin": s_lo, "vmax": s_hi}
+            heat = ax.imshow(_take(scr, axis, index), cmap="inferno", alpha=0.6 if norm is not None else 0.5,
+                             origin="lower", interpolation="nearest", **scale)
         if msk is not None:
             sl = _take(msk, axis, index) > 0.5
             if sl.any() and not sl.all():

@@ -56,6 +56,7 @@ def show(
     scores: Optional[Path] = typer.Option(None, "--scores", help="A score volume of the same shape, drawn as a heat map with a colour bar."),
     title: Optional[str] = typer.Option(None, "--title", help="Title above the picture (default: the file name)."),
     center: Optional[str] = typer.Option(None, "--center", help="Voxel I,J,K the three slices go through (default: the mask's centre, else the middle)."),
+    log_scores: bool = typer.Option(False, "--log-scores", help="Calibrated scores on a log colour scale (1e-4 to 1): shows how a voxel ranks among normal voxels."),
 ) -> None:
     """Draw three orthogonal slices of a volume, with an optional mask contour and score heat map."""
     from ..viz import show_volume
@@ -75,5 +76,5 @@ def show(
             centre = ()
         if len(centre) != 3:
             raise MoodError(f"--center must be three voxel indices I,J,K, got {center!r}")
-    show_volume(vol.data, out_png, mask=msk, scores=scr, title=title or vol.name, center=centre)
+    show_volume(vol.data, out_png, mask=msk, scores=scr, title=title or vol.name, center=centre, log_scores=log_scores)
     typer.echo(f"wrote {out_png} ({'x'.join(map(str, vol.data.shape))} volume)")
