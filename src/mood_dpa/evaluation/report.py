@@ -117,6 +117,8 @@ def _table(methods: Sequence[MethodResult], level: str) -> str:
             vals.append(v if np.isfinite(v) else -np.inf)
         best[col] = max(vals)
     head = "".join(f"<th>AP {html.escape(k)}</th>" for k in kinds)
+    ref = getattr(methods[0], level)
+    chance = ref.positives / max(ref.positives + ref.negatives, 1)
     rows = []
     for m in methods:
         r = getattr(m, level)
@@ -128,8 +130,9 @@ def _table(methods: Sequence[MethodResult], level: str) -> str:
         rows.append(f"<tr><th>{html.escape(m.name)}</th>{''.join(cells)}</tr>")
     return (
         f"<table><tr><th>method</th><th>AP</th><th>ROC-AUC</th>{head}</tr>{''.join(rows)}</table>"
-        f"<p class=small>{methods[0].__getattribute__(level).cases} cases, {getattr(methods[0], level).positives:,} positive "
-        f"{'voxels' if level == 'pixel' else 'cases'}. Per-kind AP: that kind's anomalous cases pooled with all normal cases. Best in bold.</p>"
+        f"<p class=small>{ref.cases} cases, {ref.positives:,} positive {'voxels' if level == 'pixel' else 'cases'}: "
+        f"a detector that guesses has AP {chance:.4f} (the positive rate) and ROC-AUC 0.5. "
+        f"Per-kind AP: that kind's anomalous cases pooled with all normal cases. Best in bold.</p>"
     )
 
 
