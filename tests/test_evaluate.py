@@ -178,3 +178,32 @@ def test_cli_writes_json_and_table(pixel_set, cli, capsys):
     captured = capsys.readouterr()
     assert "pixel AP" in captured.out
     assert cli(["evaluate", "--pred", root / "pred", "--labels", root / "missing", "--task", "pixel"]) == 2
+
+
+def test_result_carries_the_curve_material(tmp_path):
+    """The pooled pixel histogram and the sample scores/labels come back with the result (for PR curves)."""
+    import numpy as np
+
+    from mood_dpa.evaluation.evaluate import evaluate_folder
+    from mood_dpa.volumes import write_volume
+
+    labels, pred = tmp_path / "toy_label", tmp_path / "pred"
+    rng = np.random.default_rng(0)
+    all_scores, all_labels = [], []
+    for i in range(3):
+        lab = (rng.random((6, 6, 6)) > 0.8).astype(np.uint8)
+        sc = rng.random((6, 6, 6)).astype(np.float32)
+        write_volume(labels / "pixel" / f"c{i}.nii.gz", lab, dtype=np.uint8)
+        write_volume(pred / f"c{i}.nii.gz", sc)
+        (labels / "sample").mkdir(parents=True, exist_ok=True)
+        (labels / "sample" / f"c{i}.nii.gz.txt").write_text(f"{i % 2}\n")
+        (pred / f"c{i}.nii.gz.txt").write_text(f"{0.1 * i}\n")
+        all_scores.append(sc.ravel())
+        all_labels.append(lab.ravel())
+    px = evaluate_folder(pred, labels, "pixel", on_warning=None, progress=False)
+    assert px.histogram.positives == int(np.concatenate(all_labels).sum())
+    assert px.histogram.ap() == px.ap
+    sm = evaluate_folder(pred, labels, "sample", on_warning=None, progress=False)
+    np.testing.assert_allclose(sm.scores, [0.0, 0.1, 0.2])
+    assert list(sm.labels) == [False, True, False]
+    assert "histogram" not in sm.to_dict() and "scores" not in px.to_dict()

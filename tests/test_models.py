@@ -13,7 +13,6 @@ from mood_dpa.models.vgg import (
     CONV_INDICES,
     LAYER_INDEX,
     VGG19Features,
-    expected_shapes,
     load_vgg_weights,
     save_vgg_features,
     vgg_from_file,

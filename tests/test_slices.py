@@ -15,7 +15,7 @@ from mood_dpa.data.slices import (
     take_slices,
 )
 from mood_dpa.errors import MoodError
-from mood_dpa.volumes import read_volume, write_volume
+from mood_dpa.volumes import write_volume
 
 
 def test_take_slices_keeps_other_axes_in_order():

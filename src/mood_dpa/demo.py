@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from .errors import MoodError
 
@@ -161,7 +160,6 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     from .data.phantoms import write_phantoms
     from .data.slices import SliceRule, build_store
     from .data.synth.layout import make_synthetic_set, read_manifest
-    from .evaluation.metrics import ScoreHistogram
     from .evaluation.report import MethodResult, Report, write_report
     from .inference.ensemble import fit_ensemble
     from .inference.predict import predict_folder
@@ -218,9 +216,8 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
         if not summary.ok:
             raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
         res = _evaluate(pred_root, valset, manifest)
-        hist = _pixel_histogram(pred_root, valset)
-        scores, labels = _sample_arrays(pred_root, valset)
-        methods.append(MethodResult(name, res["pixel"], res["sample"], hist, scores, labels, notes[name]))
+        px, sm = res["pixel"], res["sample"]
+        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, notes[name]))
         if name in ("DPA", "Histogram baseline"):
             figures += _figures(valset, manifest_rows, pred_root, out / "figures" / name.split()[0].lower(), plan.figures_per_kind, name)
 
@@ -256,22 +253,3 @@ def _prepare_output(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by mood-dpa demo; a re-run replaces its folders\n")
     return out
-
-
-def _pixel_histogram(pred_dir: Path, valset: Path):
-    """The pooled float16 histogram of a method's pixel predictions (for the PR curve)."""
-    from .evaluation.evaluate import pixel_case_histogram
-    from .evaluation.metrics import ScoreHistogram
-
-    total = ScoreHistogram()
-    for lab in sorted((valset / "toy_label" / "pixel").glob("*.nii.gz")):
-        hist, _ = pixel_case_histogram(pred_dir / lab.name, lab, lambda m: None)
-        total += hist
-    return total
-
-
-def _sample_arrays(pred_dir: Path, valset: Path):
-    labs = sorted((valset / "toy_label" / "sample").glob("*.txt"))
-    labels = np.array([int(float(p.read_text().split()[0])) for p in labs], bool)
-    scores = np.array([float((pred_dir / p.name).read_text().split()[0]) for p in labs])
-    return scores, labels

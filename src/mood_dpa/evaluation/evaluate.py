@@ -56,6 +56,10 @@ class EvalResult:
     missing: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     case_names: list = field(default_factory=list)
+    # the raw material of curves (not in the JSON): pooled pixel histogram, or sample scores and labels
+    histogram: ScoreHistogram | None = None
+    scores: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return _jsonable(
@@ -341,7 +345,8 @@ def evaluate_folder(
     return EvalResult(
         task=task, ap=ap, roc_auc=auc, cases=len(files), positives=n_pos, negatives=n_neg,
         per_kind=per_kind, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
-        case_names=names,
+        case_names=names, histogram=total if task == "pixel" else None,
+        scores=scores if task == "sample" else None, labels=labs if task == "sample" else None,
     )
 
 
