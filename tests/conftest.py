@@ -49,3 +49,14 @@ def volume_folder(tmp_path: Path) -> Path:
     for i in range(5):
         write_volume(folder / f"{i:05d}.nii.gz", blob_volume(seed=i), np.eye(4))
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny convolutions on 2 shared cores run far faster single-threaded; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,7 @@ from mood_dpa.models.perceptual import RelativePerceptualL1
 from mood_dpa.models.vgg import VGG19Features
 from mood_dpa.volumes import read_volume, write_volume
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions on 2 shared cores: one thread is ~20x faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SHAPE = (28, 36, 32)  # not cubic: slices of every axis are resized to 32x32 and back

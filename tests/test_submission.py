@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mood_dpa.data.phantoms import write_phantoms
 from mood_dpa.data.slices import SliceRule
@@ -25,12 +24,7 @@ BIN = Path(sys.executable).parent / "mood-dpa"
 HEAVY = ("lightning", "pytorch_lightning", "kornia", "matplotlib", "tensorboard", "sklearn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_ensemble(folder: Path, normals: list[Path]) -> Path:

@@ -139,6 +139,18 @@ def _progress_on() -> bool:
     return enabled()
 
 
+def _fit(trainer: Any, module: Any, data: Any, ckpt: Path | None) -> tuple[int, float]:
+    """Run ``trainer.fit`` (resuming from ``ckpt``); returns the steps done in this call and its seconds."""
+    import torch
+
+    start_step = 0
+    if ckpt is not None:
+        start_step = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    return int(trainer.global_step) - start_step, time.perf_counter() - t0
+
+
 def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None = None) -> Path:
     """Train one DPA autoencoder; returns the path of the model file (``RUN_DIR/model.pt``).
 
@@ -171,12 +183,7 @@ def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None 
     stop = EarlyStopping(monitor="val_loss", mode="min", min_delta=o.min_delta, patience=o.patience, check_finite=True)
     trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps, -1, min(o.val_every, o.max_steps),
                             [stop, *(callbacks or [])], _progress_on())
-    start_step = 0
-    if ckpt is not None:
-        start_step = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
-    seconds = time.perf_counter() - t0
+    steps, seconds = _fit(trainer, module, data, ckpt)
     out = run_dir / MODEL_FILE
     if not trainer.is_global_zero:
         return out
@@ -197,7 +204,6 @@ def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None 
         "train_config": cfg.model_dump(mode="json"),
     }
     save_dpa_model(out, best_module.autoencoder, best_module.loss_fn, meta)
-    steps = trainer.global_step - start_step
     summary = {
         "name": cfg.name,
         "model": str(out),
@@ -235,9 +241,7 @@ def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | N
     val_every = o.max_steps if o.max_steps is not None and o.max_steps < steps_per_epoch else None
     trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps or -1, o.epochs, val_every, list(callbacks or []),
                             _progress_on())
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
-    seconds = time.perf_counter() - t0
+    steps, seconds = _fit(trainer, module, data, ckpt)
     out = run_dir / VGG_FILE
     if not trainer.is_global_zero:
         return out
@@ -253,7 +257,7 @@ def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | N
             "best_val_loss": float(score) if score is not None else None}
     save_vgg_features(out, best.net.vgg, meta)
     summary = {**meta, "vgg_file": str(out), "steps": int(trainer.global_step), "seconds": round(seconds, 2),
-               "images_per_s": round(trainer.global_step * o.batch_size * trainer.world_size / max(seconds, 1e-9), 2)}
+               "images_per_s": round(steps * o.batch_size * trainer.world_size / max(seconds, 1e-9), 2)}
     write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return out
 
