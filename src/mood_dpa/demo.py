@@ -1,9 +1,13 @@
 """``mood-dpa demo``: the whole pipeline on the embedded phantoms, ending in a report.
 
-phantoms -> folds -> slices (3 axes) -> synthetic validation set -> histogram baseline ->
-SimCLR VGG19 -> one DPA per axis (and a plain-L1 autoencoder per axis, the reference) ->
-calibrated ensembles -> predict (pixel, sample) -> exact MOOD evaluation -> report.html.
+phantoms (training subjects, and held-out test subjects) -> ``mood-dpa fit`` on the training subjects
+(folds, slices, tuning set, SimCLR, DPA / plain-L1 AE / 2-D and 3-D segmenters / histogram baseline,
+calibrated detectors, a cross-method ensemble) -> synthetic anomalies on the TEST subjects ->
+predict (pixel, sample) with every detector -> exact MOOD evaluation -> report.html.
 
+Honest numbers: no model, calibration, sample rule or ensemble weight ever saw a test subject (they
+are phantoms of another seed), and the report marks, per method, the anomaly kinds whose family the
+method synthesised in training ("seen"), with the pixel AP over the unseen kinds in the headline.
 Every step is seeded, so the same seed gives the same report numbers on the same machine.
 """
 
@@ -15,117 +19,67 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-
 from .errors import MoodError
 
-CONFIG_DIR = Path(__file__).parent / "configs" / "demo"
+#: Kinds of the evaluation set: the local kinds of ``mood-dpa synth``.
+KINDS = ("ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", "patch")
+#: Seed offset of the held-out test subjects (phantoms of another seed are other subjects).
+TEST_SEED_OFFSET = 7919
 
 
 @dataclass(frozen=True)
 class DemoPlan:
     """Sizes of one demo run (``quick`` is the CI smoke test, ``default`` the ~10-minute CPU run)."""
 
-    volumes: int
+    train_volumes: int
+    test_volumes: int
     size: int
-    n_folds: int
-    slice_size: int
-    simclr_steps: int
-    dpa_steps: int
-    val_every: int
-    channels: int
-    latent: int
-    vgg_width: float
-    layer: str
-    batch_size: int
-    kinds: tuple[str, ...] = ("ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", "patch")
+    fit_preset: str
+    kinds: tuple[str, ...] = KINDS
     figures_per_kind: int = 1
 
 
 PRESETS = {
-    "quick": DemoPlan(volumes=12, size=32, n_folds=4, slice_size=32, simclr_steps=10, dpa_steps=40, val_every=20,
-                      channels=8, latent=16, vgg_width=0.125, layer="relu3_2", batch_size=32),
-    "default": DemoPlan(volumes=40, size=64, n_folds=5, slice_size=64, simclr_steps=40, dpa_steps=150, val_every=50,
-                        channels=16, latent=32, vgg_width=0.25, layer="relu3_2", batch_size=32),
+    "quick": DemoPlan(train_volumes=12, test_volumes=3, size=32, fit_preset="quick"),
+    "default": DemoPlan(train_volumes=40, test_volumes=8, size=64, fit_preset="demo"),
 }
+
+#: Report names of the detectors fit writes.
+DISPLAY = {"dpa": "DPA", "l1": "L1-AE", "histogram": "Histogram baseline", "segmenter2d": "Segmenter 2-D",
+           "segmenter3d": "Segmenter 3-D", "ensemble": "Ensemble"}
 
 
 @dataclass
 class DemoOutcome:
     out: Path
     report: Path
-    results: dict = field(default_factory=dict)  # method -> {"pixel": {...}, "sample": {...}}
+    results: dict = field(default_factory=dict)  # method -> {"pixel": {...}, "sample": {...}, "seen": [...]}
     timings: dict = field(default_factory=dict)
 
 
-class _Steps:
-    """Times each step and prints one line per step."""
+def seen_kinds(method: str) -> tuple[str, ...]:
+    """The evaluation kinds whose family ``method`` synthesised during training (none for normal-only models)."""
+    if method.startswith("segmenter") or method == "ensemble":
+        from .methods.segmenter.anomalies import SEEN_KINDS
 
-    def __init__(self, log: Callable[[str], None]):
-        self.log = log
-        self.timings: dict[str, float] = {}
-        self.n = 0
-
-    def __call__(self, name: str, fn, *args, **kwargs):
-        self.n += 1
-        self.log(f"[{self.n}] {name} ...")
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        self.timings[name] = time.perf_counter() - start
-        self.log(f"[{self.n}] {name}: {self.timings[name]:.1f} s")
-        return result
+        return tuple(SEEN_KINDS)
+    return ()
 
 
-def _training_overrides(plan: DemoPlan, seed: int, stores: list[Path], folds: Path, run_dir: Path, device: str | None) -> list[str]:
-    over = [
-        f"run_dir={run_dir}",
-        f"data.stores={json.dumps([str(s) for s in stores])}",
-        f"data.folds={folds}",
-        "data.fold=0",
-        f"trainer.seed={seed}",
-        "trainer.threads=null",  # the demo has the machine to itself: all cores
-    ]
-    if device:
-        over.append(f"trainer.accelerator={device}")
-    return over
+def _timed(timings: dict, log: Callable[[str], None], name: str, fn, *args, **kwargs):
+    log(f"[{len(timings) + 1}] {name} ...")
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    timings[name] = time.perf_counter() - start
+    log(f"[{len(timings)}] {name}: {timings[name]:.1f} s")
+    return result
 
 
-def _pretrain(plan: DemoPlan, seed: int, stores, folds, run_dir: Path, device) -> Path:
-    from .config import load_config
-    from .training.config import SimCLRConfig
-    from .training.runner import pretrain_simclr
-
-    over = _training_overrides(plan, seed, stores, folds, run_dir, device) + [
-        f"model.width={plan.vgg_width}",
-        f"optim.max_steps={plan.simclr_steps}",
-        f"augment.crop_size={min(plan.slice_size, 64)}",
-    ]
-    cfg = load_config(SimCLRConfig, CONFIG_DIR / "simclr.yaml", over)
-    return pretrain_simclr(cfg)
-
-
-def _train(plan: DemoPlan, seed: int, store: Path, folds, run_dir: Path, device, loss: str, vgg: Path | None) -> Path:
-    from .config import load_config
-    from .training.config import DPATrainConfig
-    from .training.runner import train_dpa
-
-    over = _training_overrides(plan, seed, [store], folds, run_dir, device) + [
-        f"model.channels={plan.channels}",
-        f"model.latent={plan.latent}",
-        f"model.size={plan.slice_size}",
-        f"optim.max_steps={plan.dpa_steps}",
-        f"optim.val_every={plan.val_every}",
-        f"optim.batch_size={plan.batch_size}",
-    ]
-    if loss == "perceptual":
-        over += [f"loss.layers=[{plan.layer}]", f"loss.vgg_width={plan.vgg_width}", f"loss.vgg={vgg}"]
-    cfg = load_config(DPATrainConfig, CONFIG_DIR / ("dpa.yaml" if loss == "perceptual" else "l1.yaml"), over)
-    return train_dpa(cfg)
-
-
-def _evaluate(pred_root: Path, valset: Path, manifest: Path) -> dict:
+def _evaluate(pred_root: Path, valset: Path, manifest: Path, kinds: set[str] | None = None) -> dict:
     from .evaluation.evaluate import evaluate_folder
 
-    return {task: evaluate_folder(pred_root, valset / "toy_label", task, manifest=manifest, on_warning=None, progress=False)
+    return {task: evaluate_folder(pred_root, valset / "toy_label", task, manifest=manifest, on_warning=None,
+                                  progress=False, kinds=kinds)
             for task in ("pixel", "sample")}
 
 
@@ -141,103 +95,112 @@ def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: 
         if kind == "normal" or seen.get(kind, 0) >= per_kind:
             continue
         seen[kind] = seen.get(kind, 0) + 1
-        name = row["case"] if row["case"].endswith(".nii.gz") else f"{row['case']}.nii.gz"
+        name = row["file"]
         vol = read_volume(valset / "toy" / name).data
         mask = read_volume(valset / "toy_label" / "pixel" / name).data
         scores = read_volume(pred_root / name).data
-        png = show_volume(vol, fig_dir / f"{kind}_{seen[kind]}.png", mask=mask, scores=scores, title=f"{method}: {kind} ({name})",
-                         log_scores=True)
+        png = show_volume(vol, fig_dir / f"{kind}_{seen[kind]}.png", mask=mask, scores=scores,
+                          title=f"{method}: {kind} ({name})", log_scores=True)
         sample = (pred_root / f"{name}.txt").read_text().split()[0]
-        figures.append(Figure(png, f"{method} voxel scores on a '{kind}' case ({name}), log colour scale; contour = true anomaly; sample score {float(sample):.3f}."))
+        figures.append(Figure(png, f"{method} voxel scores on a '{kind}' case ({name}), log colour scale; "
+                                   f"contour = true anomaly; sample score {float(sample):.3f}."))
     return figures
 
 
 def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: str | None = None,
-             log: Callable[[str], None] = print) -> DemoOutcome:
+             log: Callable[[str], None] = print, threads: int | None = None, kind: str = "brain") -> DemoOutcome:
     """Run the whole pipeline into ``out`` and return where the report is and what it found."""
-    from .baselines.histogram import HistogramDetector
-    from .data.folds import make_folds, read_folds, write_folds_csv
     from .data.phantoms import write_phantoms
-    from .data.slices import SliceRule, build_store
     from .data.synth.layout import make_synthetic_set, read_manifest
     from .evaluation.report import MethodResult, Report, write_report
-    from .inference.ensemble import fit_ensemble
+    from .fit import PRESETS as FIT_PRESETS
+    from .fit import run_fit
+    from .inference.detectors import load_detector
     from .inference.predict import predict_folder
-    from .volumes import volume_id
 
     if preset not in PRESETS:
         raise MoodError(f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
     plan = PRESETS[preset]
     out = _prepare_output(Path(out))
-    step = _Steps(log)
-    log(f"mood-dpa demo ({preset}): {plan.volumes} brain phantoms of {plan.size}^3, seed {seed}, output in {out}")
+    timings: dict[str, float] = {}
+    log(f"mood-dpa demo ({preset}): {plan.train_volumes} training and {plan.test_volumes} held-out {kind} phantoms "
+        f"of {plan.size}^3, seed {seed}, output in {out}")
 
-    vols = step("phantoms", write_phantoms, "brain", plan.volumes, plan.size, seed, out / "volumes")
-    folds = make_folds([p.name for p in vols], plan.n_folds, seed)
-    folds_csv = write_folds_csv(out / "folds.csv", folds)
-    fold_of = read_folds(folds_csv)
-    val_vols = [p for p in vols if fold_of[volume_id(p)] == 0]
-    train_vols = [p for p in vols if fold_of[volume_id(p)] != 0]
-    log(f"    folds: {len(train_vols)} training volumes, {len(val_vols)} validation volumes (fold 0)")
-
-    stores = [step(f"slices axis {a}", build_store, out / "volumes", out / "slices" / f"axis_{a}", a, plan.slice_size, SliceRule())
-              for a in range(3)]
+    _timed(timings, log, "training phantoms", write_phantoms, kind, plan.train_volumes, plan.size, seed, out / "volumes")
+    test_vols = _timed(timings, log, "test phantoms", write_phantoms, kind, plan.test_volumes, plan.size,
+                       seed + TEST_SEED_OFFSET, out / "test_volumes")
+    start = time.perf_counter()
+    fit = run_fit(out / "volumes", out / "fit", preset=plan.fit_preset, methods="all", kind=kind, seed=seed,
+                  device=device, threads=threads, report=False, log=log)
+    timings.update({f"fit: {k}": v for k, v in fit.timings.items()})
+    log(f"fit: {time.perf_counter() - start:.1f} s")
     valset = out / "valset"
-    step("synthetic anomalies", make_synthetic_set, val_vols, valset, list(plan.kinds), (1, 1), seed, progress=False)
-    tuning = out / "tuning"
-    step("tuning set", make_synthetic_set, val_vols, tuning, list(plan.kinds), (1, 1), seed + 1000,
-         cases_per_volume=1, progress=False)
+    _timed(timings, log, "synthetic anomalies (test subjects)", make_synthetic_set, test_vols, valset, list(plan.kinds),
+           (1, 1), seed + 1, progress=False)
     manifest = valset / "manifest.csv"
     manifest_rows = read_manifest(manifest)
 
-    baseline = step("histogram baseline", lambda: HistogramDetector.fit(train_vols, seed=seed, progress=False))
-    baseline.save(out / "models" / "histogram.npz")
-
-    vgg = step("SimCLR VGG19", _pretrain, plan, seed, [s.path for s in stores], folds_csv, out / "runs" / "simclr", device)
-    ensembles = {}
-    for method, loss, weights in [("DPA", "perceptual", vgg), ("L1-AE", "l1", None)]:
-        files = [step(f"{method} axis {a}", _train, plan, seed, s.path, folds_csv, out / "runs" / f"{method.lower()}_axis{a}", device, loss, weights)
-                 for a, s in enumerate(stores)]
-        ensembles[method] = step(f"{method} calibration", fit_ensemble, out / "models" / f"{method.lower()}.yaml", files, val_vols,
-                                 val_dir=tuning, device=device, seed=seed, progress=False)
-
-    detectors = {"DPA": ensembles["DPA"], "Histogram baseline": baseline, "L1-AE": ensembles["L1-AE"]}
-    notes = {
-        "DPA": f"3 axis autoencoders (residual9, C={plan.channels}, d={plan.latent}, {plan.slice_size}x{plan.slice_size}) trained "
-               f"with the relative perceptual L1 on {plan.layer} of a SimCLR-pretrained VGG19 (width x{plan.vgg_width}), {plan.dpa_steps} steps each.",
-        "Histogram baseline": "non-learned: rarity of each voxel's intensity under the training intensity histogram, smoothed.",
-        "L1-AE": "the same autoencoders trained with a plain pixel L1 loss; score = |x - reconstruction|.",
-    }
-    methods = []
-    figures = []
-    for name, det in detectors.items():
-        pred_root = out / "predictions" / name.split()[0].lower()
-        summary = step(f"predict {name}", predict_folder, det, valset / "toy", pred_root, "both", progress=False, on_error=log)
+    detectors = {m: Path(p) for m, p in fit.detectors.items()}
+    if fit.detector is not None and fit.detector not in detectors.values():
+        detectors["ensemble"] = fit.detector
+    methods, figures, results = [], [], {}
+    for method, det_path in detectors.items():
+        name = DISPLAY.get(method, method)
+        pred_root = out / "predictions" / method
+        det = load_detector(det_path, device=device)
+        summary = _timed(timings, log, f"predict {name}", predict_folder, det, valset / "toy", pred_root, "both",
+                         progress=False, on_error=log)
         if not summary.ok:
             raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
+        seen = seen_kinds(method)
         res = _evaluate(pred_root, valset, manifest)
+        unseen = _evaluate(pred_root, valset, manifest, kinds=set(plan.kinds) - set(seen))["pixel"] if seen else res["pixel"]
         px, sm = res["pixel"], res["sample"]
-        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, notes[name]))
-        if name in ("DPA", "Histogram baseline"):
-            figures += _figures(valset, manifest_rows, pred_root, out / "figures" / name.split()[0].lower(), plan.figures_per_kind, name)
+        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, _note(method, fit.out),
+                                    seen_kinds=set(seen), unseen_pixel_ap=unseen.ap))
+        results[name] = {"pixel": px.to_dict(), "sample": sm.to_dict(), "seen": list(seen), "unseen_pixel_ap": unseen.ap}
+    best = sorted(methods, key=lambda m: -m.unseen_pixel_ap)[:2]
+    for m in best + [m for m in methods if m.name == "DPA" and m not in best]:
+        key = next(k for k, v in DISPLAY.items() if v == m.name) if m.name in DISPLAY.values() else m.name
+        figures += _figures(valset, manifest_rows, out / "predictions" / key, out / "figures" / key,
+                            plan.figures_per_kind, m.name)
 
-    results = {m.name: {"pixel": m.pixel.to_dict(), "sample": m.sample.to_dict()} for m in methods}
     facts = {
-        "preset": preset, "seed": str(seed), "data": f"{plan.volumes} brain phantoms {plan.size}^3, {plan.n_folds} folds; fold 0 = validation",
-        "validation set": f"{len(manifest_rows)} cases ({sum(r['kind'] == 'normal' for r in manifest_rows)} normal), kinds: {', '.join(plan.kinds)}",
+        "preset": f"{preset} (fit preset {plan.fit_preset}: {FIT_PRESETS[plan.fit_preset].description})",
+        "seed": str(seed),
+        "training data": f"{plan.train_volumes} {kind} phantoms {plan.size}^3; fit's fold 0 = validation "
+                         "(early stopping, calibration, tuning set)",
+        "test set": f"{len(manifest_rows)} cases ({sum(r['kind'] == 'normal' for r in manifest_rows)} normal) from "
+                    f"{plan.test_volumes} held-out subjects no model or rule saw; kinds: {', '.join(plan.kinds)}",
         "metric": "MOOD rules: predictions read as float16, clipped to [0,1]; pooled voxel AP over all cases",
     }
-    report = Report("mood-dpa demo report", methods, figures, facts, step.timings)
+    report = Report("mood-dpa demo report", methods, figures, facts, timings)
     path = write_report(report, out / "report")
     from .atomic import write_text
 
-    write_text(out / "results.json", json.dumps({"plan": asdict(plan), "results": results, "timings": step.timings}, indent=1))
-    return DemoOutcome(out, path, results, step.timings)
+    write_text(out / "results.json", json.dumps({"plan": asdict(plan), "results": results, "timings": timings}, indent=1))
+    return DemoOutcome(out, path, results, timings)
+
+
+def _note(method: str, fit_out: Path) -> str:
+    notes = {
+        "dpa": "one residual autoencoder per axis trained with the relative perceptual L1 on a SimCLR-pretrained VGG19.",
+        "l1": "the same autoencoders trained with a plain pixel L1 loss; score = |x - reconstruction| (the reference).",
+        "histogram": "non-learned: rarity of each voxel's intensity under the training intensity histogram, smoothed.",
+        "segmenter2d": "a 2-D U-Net (one model, slices of every axis) trained to segment anomalies it synthesises on "
+                       "normal slices (foreign patches, Poisson blends, intensity and texture changes).",
+        "segmenter3d": "a 3-D U-Net on patches trained like the 2-D segmenter; sliding-window inference.",
+        "ensemble": "the cross-method detector: calibrated maps of the DPA, the segmenters and the histogram baseline "
+                    "combined by the rule chosen on the tuning set.",
+    }
+    return notes.get(method, "")
 
 
 MARKER = ".mood-dpa-demo"
 #: The folders a demo run makes; a re-run replaces them (and only them).
-DEMO_FOLDERS = ("volumes", "slices", "valset", "tuning", "runs", "models", "predictions", "figures")
+DEMO_FOLDERS = ("volumes", "test_volumes", "fit", "valset", "predictions", "figures",
+                # folders of earlier versions of the demo
+                "slices", "tuning", "runs", "models")
 
 
 def _prepare_output(out: Path) -> Path:
