@@ -27,6 +27,7 @@ There is no random step, so there is no seed: the same scan always gives the sam
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -323,8 +324,8 @@ def _inside(a: Path, b: Path) -> bool:
 
 
 def check_output_folder(out: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
-    """Refuse an output that is, holds or lies in an input folder, or a non-empty folder without ``--overwrite``;
-    check that it can be written before any work starts."""
+    """Refuse an output that is, holds or lies in an input folder, a non-empty folder without ``--overwrite``,
+    or a place that cannot be written; all before any work starts, and without creating anything."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MoodError(f"{out}: exists and is not a folder")
@@ -333,13 +334,28 @@ def check_output_folder(out: Path, inputs: list[tuple[str, Path]], overwrite: bo
             raise MoodError(f"{out}: the output folder must not be, contain or lie inside the {option} folder {folder}")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise MoodError(f"{out}: folder exists and is not empty; choose a new folder or pass --overwrite")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise MoodError(f"{out}: cannot write here ({existing} is not a writable folder)")
+
+
+@contextlib.contextmanager
+def _undo_on_failure(out: Path):
+    """Yield a list to note each file written; on any failure remove them (and ``out`` if this run made it)."""
+    created = not out.exists()
+    written: list[Path] = []
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".mood-dpa-write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise MoodError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+        yield written
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            for folder in (out / RECORDS_DIR, out):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: never anything this run did not write
+        raise
 
 
 def list_inputs(path: Path) -> list[Path]:
@@ -400,29 +416,32 @@ def prepare_folder(
     from ..progress import track
 
     raw, out = Path(raw), Path(out)
+    if not raw.exists():
+        raise MoodError(f"{raw}: no such file or folder")
+    check_output_folder(out, [("input", raw if raw.is_dir() else raw.parent)], overwrite)
     sources = list_inputs(raw)
     names = output_names(sources, keep_names)
-    check_output_folder(out, [("input", raw if raw.is_dir() else raw.parent)], overwrite)
     previous = _previous_names(out)
     records = out / RECORDS_DIR
-    write_text(records / SETTINGS_FILE, json.dumps({"format": "mood-dpa prepare settings", "version": RECORD_VERSION, **settings.as_dict()}, indent=2) + "\n")
-    written = []
-    for src, name in track(list(zip(sources, names)), f"prepare {settings.modality}", total=len(sources)):
-        vol = read_volume(src)
-        prepared = prepare_volume(vol.data, vol.affine, settings, source=str(src.resolve()))
-        prepared.record["name"] = name
-        prepared.record["source_name"] = src.name
-        written.append(write_volume(out / name, prepared.data, prepared.affine, compresslevel=compresslevel))
-        write_text(records / (stem(name) + ".json"), json.dumps(prepared.record, indent=2) + "\n")
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["name", "source"])
-    writer.writerows((name, str(src.resolve())) for name, src in zip(names, sources))
-    write_text(out / NAMES_FILE, buf.getvalue())
+    with _undo_on_failure(out) as written:
+        for src, name in track(list(zip(sources, names)), f"prepare {settings.modality}", total=len(sources)):
+            vol = read_volume(src)
+            prepared = prepare_volume(vol.data, vol.affine, settings, source=str(src.resolve()))
+            prepared.record["name"] = name
+            prepared.record["source_name"] = src.name
+            written.append(write_volume(out / name, prepared.data, prepared.affine, compresslevel=compresslevel))
+            written.append(write_text(records / (stem(name) + ".json"), json.dumps(prepared.record, indent=2) + "\n"))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["name", "source"])
+        writer.writerows((name, str(src.resolve())) for name, src in zip(names, sources))
+        write_text(out / NAMES_FILE, buf.getvalue())
+        settings_doc = {"format": "mood-dpa prepare settings", "version": RECORD_VERSION, **settings.as_dict()}
+        write_text(records / SETTINGS_FILE, json.dumps(settings_doc, indent=2) + "\n")
     for old in sorted(set(previous) - set(names)):  # outputs of an earlier run of ours that this run does not make
         (out / old).unlink(missing_ok=True)
         (records / (stem(old) + ".json")).unlink(missing_ok=True)
-    return written
+    return [p for p in written if p.suffix == ".gz"]
 
 
 def load_record(path: Path) -> dict:
@@ -466,19 +485,20 @@ def restore_folder(
     scores: Path, out: Path, records: Path, reference: Path | None = None, order: int = 1, overwrite: bool = False
 ) -> list[Path]:
     """Every score map of ``scores`` back onto its raw scan's grid and affine, written to ``out``."""
-    import nibabel as nib
-
     from ..progress import track
 
     scores, out, records = Path(scores), Path(out), Path(records)
+    if not scores.exists():
+        raise MoodError(f"{scores}: no such file or folder")
     if not records.is_dir():
         raise MoodError(f"{records}: not a folder of prepare records (DATA/{RECORDS_DIR})")
-    files = list_inputs(scores)
     folders = [("scores", scores if scores.is_dir() else scores.parent), ("records", records)]
     if reference is not None:
         if not Path(reference).is_dir():
             raise MoodError(f"{reference}: not a folder")
         folders.append(("reference", Path(reference)))
+    check_output_folder(out, folders, overwrite)
+    files = list_inputs(scores)
     plan, seen = [], {}
     for f in files:  # every pairing checked before anything is written
         rec_path = find_record(f, records)
@@ -488,24 +508,30 @@ def restore_folder(
             raise MoodError(f"{f} and {seen[name]} would both be restored as {name}")
         seen[name] = f
         plan.append((f, record, name))
-    check_output_folder(out, folders, overwrite)
-    written = []
-    for f, record, name in track(plan, "restore", total=len(plan)):
-        header = None
-        affine = np.asarray(record["source_affine"], dtype=np.float64)
-        if reference is not None:
-            ref_path = Path(reference) / record.get("source_name", "")
-            if not ref_path.is_file():
-                raise MoodError(f"{f}: its raw scan {ref_path} is not in --reference {reference}")
-            img = nib.load(str(ref_path))
-            if tuple(img.shape[:3]) != tuple(record["source_shape"]) or not np.allclose(img.affine, affine, atol=1e-4):
-                raise MoodError(f"{ref_path}: shape or affine differ from the one prepared ({tuple(record['source_shape'])}); a different scan?")
-            affine = np.asarray(img.affine, dtype=np.float64)
-            header = img.header if isinstance(img.header, nib.Nifti1Header) else None
-        vol = read_volume(f)
-        try:
-            restored = restore_volume(vol.data, record, order=order)
-        except MoodError as exc:
-            raise MoodError(f"{f}: {exc}") from None
-        written.append(write_volume(out / name, restored, affine, header=header))
+    with _undo_on_failure(out) as written:
+        for f, record, name in track(plan, "restore", total=len(plan)):
+            written.append(_restore_one(f, record, name, out, reference, order))
     return written
+
+
+def _restore_one(f: Path, record: dict, name: str, out: Path, reference: Path | None, order: int) -> Path:
+    """One score map onto its raw grid, checked against the raw scan when ``reference`` is given."""
+    import nibabel as nib
+
+    header = None
+    affine = np.asarray(record["source_affine"], dtype=np.float64)
+    if reference is not None:
+        ref_path = Path(reference) / record.get("source_name", "")
+        if not ref_path.is_file():
+            raise MoodError(f"{f}: its raw scan {ref_path} is not in --reference {reference}")
+        ref = read_volume(ref_path)
+        if tuple(ref.data.shape) != tuple(record["source_shape"]) or not np.allclose(ref.affine, affine, atol=1e-4):
+            raise MoodError(f"{ref_path}: shape or affine differ from the one prepared ({tuple(record['source_shape'])}); a different scan?")
+        affine = ref.affine
+        header = ref.header if type(ref.header) is nib.Nifti1Header else None
+    vol = read_volume(f)
+    try:
+        restored = restore_volume(vol.data, record, order=order)
+    except MoodError as exc:
+        raise MoodError(f"{f}: {exc}") from None
+    return write_volume(out / name, restored, affine, header=header)
