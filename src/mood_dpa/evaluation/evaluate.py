@@ -366,7 +366,7 @@ def evaluate_folder(
             dice, threshold = histogram_best_dice(h_pos, h_neg)
             rate, n_hit = _hit_rate(hits[index])
             return {"ap": float(histogram_ap(h_pos, h_neg)), "roc_auc": float(histogram_roc_auc(h_pos, h_neg)),
-                    "cases": int(index.size), "positives": int(h_pos.sum()), "best_dice": dice,
+                    "cases": int(index.size), "positives": int(h_pos.sum()), "negatives": int(h_neg.sum()), "best_dice": dice,
                     "best_dice_threshold": threshold, "hit_rate": rate, "hit_cases": n_hit}
 
         def boot() -> dict:
@@ -384,7 +384,7 @@ def evaluate_folder(
 
         def metrics_of(index: np.ndarray) -> dict:
             return {"ap": average_precision(scores[index], labs[index]), "roc_auc": roc_auc(scores[index], labs[index]),
-                    "cases": int(index.size), "positives": int(labs[index].sum())}
+                    "cases": int(index.size), "positives": int(labs[index].sum()), "negatives": int((~labs[index]).sum())}
 
         def boot() -> dict:
             return bootstrap_sample_ap(scores, labs, bootstrap, seed)
