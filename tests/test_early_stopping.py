@@ -33,6 +33,7 @@ def test_seed_rule_on_a_scripted_sequence():
     assert [loose.update(i, v)[0] for i, v in enumerate([3.0, 2.0, 2.0, 1.9], 1)] == [True, True, False, True]
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
 def test_lightning_run_stops_and_keeps_the_seed_checkpoint(tmp_path, one_torch_thread):
     import lightning as L
 

@@ -398,7 +398,8 @@ def evaluate_folder(
         scopes = _scope_map(manifest)
         case_kinds = np.array([kinds.get(n, "") for n in names])
         normal = np.flatnonzero(case_kinds == NORMAL_KIND)
-        for kind in sorted(set(case_kinds) - {NORMAL_KIND, ""}):
+        found = set(case_kinds) - {NORMAL_KIND, ""}
+        for kind in sorted(found, key=lambda k: (scopes.get(k, kind_scope(k)) != "local", k)):  # local kinds first
             index = np.concatenate([np.flatnonzero(case_kinds == kind), normal])
             per_kind[kind] = {**metrics_of(index), "scope": scopes.get(kind, kind_scope(kind))}
         for scope in SCOPES:
