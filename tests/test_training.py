@@ -145,13 +145,16 @@ def test_plain_l1_reference_and_early_stopping(tiny_stores, tmp_path):
     from mood_dpa.models.model_file import load_dpa_model
     from mood_dpa.training.runner import train_dpa
 
-    # min_delta so large that no validation counts as an improvement: stops after 1 + patience validations
+    # min_delta so large that only the first validation counts as an improvement: the seed's rule stops
+    # when (step - best_step) / val_every > patience, i.e. after 1 + (patience + 1) validations
     cfg = _cfg(tiny_stores, tmp_path / "l1", loss__kind="l1", optim__max_steps=200, optim__val_every=4,
                optim__min_delta=10.0, optim__patience=2)
     out = train_dpa(cfg)
     summary = json.loads((tmp_path / "l1" / "summary.json").read_text())
-    assert summary["stopped_early"] and summary["steps"] == 12
+    assert summary["stopped_early"] and summary["steps"] == 16
+    assert summary["best_step"] == 4  # the last validation that improved by more than min_delta
     model = load_dpa_model(out)
+    assert model.meta["step"] == 4
     assert model.meta["loss"] == "l1" and model.meta["layers"] == []
 
 

@@ -20,7 +20,7 @@ def synth(
     out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD toy layout); replaced atomically."),
     folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV (filename,test_fold): use only the volumes of --fold."),
     fold: int = typer.Option(0, "--fold", help="Which fold to take from --folds."),
-    kinds: str = typer.Option("all", "--kinds", help="Comma-separated kinds: ellipsoid,uniform,noise,sink,source,shift,reflect,patch (or all)."),
+    kinds: str = typer.Option("local", "--kinds", help="Comma-separated kinds or groups. local (default): ellipsoid,uniform,noise,sink,source,shift,reflect,patch; global (the whole volume changed): gamma,noise_level,blur,bias_field,ghosting,modality,rescale,translate; all: both."),
     per_volume: str = typer.Option("1-3", "--per-volume", help="Anomaly regions per anomalous case: a count (2) or a range (1-3)."),
     cases_per_volume: Optional[int] = typer.Option(None, "--cases-per-volume", help="Anomalous cases per volume, kinds drawn at random (default: one per kind)."),
     shape: Optional[str] = typer.Option(None, "--shape", help="Force the region shape: sphere, ellipsoid or smooth (default: random)."),

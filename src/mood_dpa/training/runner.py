@@ -4,7 +4,8 @@ A run folder holds::
 
     config.yaml            the resolved config
     checkpoints/last.ckpt  saved every trainer.checkpoint_every steps and at each validation (--resume)
-    checkpoints/best.ckpt  lowest validation loss so far
+    checkpoints/best.ckpt  DPA: the last validation that improved by more than min_delta (the seed's rule,
+                           :class:`SeedEarlyStop`); SimCLR: the lowest validation loss
     logs/csv/..., logs/tensorboard/...
     images/step_XXXXXXX.png (DPA: inputs over reconstructions at each validation)
     model.pt               (DPA) the model file of the best checkpoint   | written atomically
@@ -70,8 +71,80 @@ def _resolve_accelerator(name: str) -> str:
     return "gpu" if name == "cuda" else name
 
 
+class SeedEarlyStop:
+    """The seed's early stopping and best checkpoint, as a plain state machine (no Lightning in it).
+
+    A validation improves when its loss is below the best kept loss by more than ``min_delta``; it
+    then becomes the best (``best_step``, and its checkpoint is the model). Training stops at the
+    first validation where ``(step - best_step) / val_every > patience``: with validations every
+    ``val_every`` steps that is the (patience + 1)-th validation without improvement. Lightning's
+    ``EarlyStopping`` stops one validation sooner (``wait_count >= patience``), and ``ModelCheckpoint``
+    keeps the lowest loss even when it improved by less than ``min_delta``; both drifted from the
+    seed. A non-finite validation loss stops at once (and is never the best).
+    """
+
+    def __init__(self, min_delta: float, patience: int, val_every: int):
+        self.min_delta, self.patience, self.val_every = float(min_delta), int(patience), int(val_every)
+        self.best_loss = float("inf")
+        self.best_step: int | None = None
+
+    def update(self, step: int, loss: float) -> tuple[bool, bool]:
+        """Record the validation at ``step``; returns (it is the new best, stop now)."""
+        import math
+
+        if not math.isfinite(loss):
+            return False, True
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_step = float(loss), int(step)
+            return True, False
+        since = int(step) - (self.best_step if self.best_step is not None else 0)
+        return False, since / self.val_every > self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_step": self.best_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss = float(state.get("best_loss", float("inf")))
+        self.best_step = state.get("best_step")
+
+
+def _seed_stopping_callback(rule: SeedEarlyStop, best_path: Path, monitor: str = "val_loss") -> Any:
+    """A Lightning callback that applies ``rule`` after each validation and writes ``best_path``."""
+    from lightning.pytorch.callbacks import Callback
+
+    class SeedEarlyStopping(Callback):
+        def __init__(self) -> None:
+            self.rule = rule
+            self.best_model_path = ""
+
+        @property
+        def best_model_score(self) -> float | None:
+            return self.rule.best_loss if self.rule.best_step is not None else None
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking or monitor not in trainer.callback_metrics:
+                return
+            loss = float(trainer.callback_metrics[monitor])
+            improved, stop = self.rule.update(trainer.global_step, loss)
+            if improved:
+                trainer.save_checkpoint(best_path)
+                self.best_model_path = str(best_path)
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+            trainer.should_stop = trainer.should_stop or stop
+
+        def state_dict(self) -> dict:
+            return {**self.rule.state_dict(), "best_model_path": self.best_model_path}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            self.rule.load_state_dict(state_dict)
+            self.best_model_path = state_dict.get("best_model_path", "")
+
+    return SeedEarlyStopping()
+
+
 def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: int, val_every: int | None,
-                  callbacks: list, enable_progress: bool) -> Any:
+                  callbacks: list, enable_progress: bool, best_checkpoint: bool = True) -> Any:
+    """``best_checkpoint=False``: no lowest-loss ModelCheckpoint (a callback in ``callbacks`` writes best.ckpt)."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -101,7 +174,7 @@ def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: i
         precision=_precision(t, accelerator),
         max_steps=max_steps,
         max_epochs=max_epochs,
-        callbacks=[best, last, *callbacks],
+        callbacks=[*([best] if best_checkpoint else []), last, *callbacks],
         logger=[CSVLogger(run_dir / "logs", name="csv"), TensorBoardLogger(run_dir / "logs", name="tensorboard")],
         log_every_n_steps=t.log_every,
         num_sanity_val_steps=0,
@@ -160,7 +233,6 @@ def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None 
     """
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EarlyStopping
 
     from ..models.model_file import save_dpa_model
     from .data import SliceDataModule
@@ -180,18 +252,19 @@ def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None 
     module = DPAModule(cfg.model_dump(mode="json"))
     module.image_dir = run_dir / "images"
     o = cfg.optim
-    stop = EarlyStopping(monitor="val_loss", mode="min", min_delta=o.min_delta, patience=o.patience, check_finite=True)
-    trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps, -1, min(o.val_every, o.max_steps),
-                            [stop, *(callbacks or [])], _progress_on())
+    val_every = min(o.val_every, o.max_steps)
+    stop = _seed_stopping_callback(SeedEarlyStop(o.min_delta, o.patience, val_every), run_dir / "checkpoints" / "best.ckpt")
+    trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps, -1, val_every,
+                            [stop, *(callbacks or [])], _progress_on(), best_checkpoint=False)
     steps, seconds = _fit(trainer, module, data, ckpt)
     out = run_dir / MODEL_FILE
     if not trainer.is_global_zero:
         return out
-    best_path = _best_or_last(run_dir, trainer)
+    best_path = Path(stop.best_model_path) if Path(stop.best_model_path or "").is_file() else _best_or_last(run_dir, trainer)
     state = torch.load(best_path, map_location="cpu", weights_only=False)
     best_module = DPAModule(cfg.model_dump(mode="json"))
     best_module.load_state_dict(state["state_dict"])
-    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    score = stop.best_model_score
     meta = {
         "name": cfg.name,
         "axis": axes.pop(),
