@@ -107,7 +107,7 @@ def test_write_ensemble_yaml_is_relative_and_checked(tmp_path, model_files):
     moved = tmp_path / "elsewhere" / "deeper" / "brain_pixel.yaml"
     moved.parent.mkdir(parents=True)
     moved.write_text(ens.read_text())  # relative paths no longer resolve
-    with pytest.raises(MoodError, match="no such DPA model file"):
+    with pytest.raises(MoodError, match="no such model file"):
         load_ensemble(moved)
 
 
