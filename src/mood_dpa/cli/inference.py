@@ -22,9 +22,7 @@ def ensemble_cmd(
 ) -> None:
     """Combine model files (one method or several) into one detector file for `predict` (calibrate it next).
 
-    Files are grouped by the method their file declares: e.g. three DPA axis files make one member,
-    a histogram .npz another. Each member gets its own calibration; `calibrate --val` chooses how the
-    members combine."""
+    Files are grouped by the method their file declares: e.g. three DPA axis files make one member, a histogram .npz another. Each member gets its own calibration; `calibrate --val` chooses how the members combine."""
     from ..errors import MoodError
     from ..inference.detector import read_spec, write_ensemble
 

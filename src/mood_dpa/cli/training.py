@@ -72,9 +72,7 @@ def train(
 ) -> None:
     """Train one model of the method the config names (default: one DPA autoencoder for one axis), with early stopping on the validation fold.
 
-    Every method trains through the same runner: RUN_DIR/model.pt (the best checkpoint as a
-    self-contained model file for 'mood-dpa ensemble'), checkpoints/ (--resume), logs/ (CSV,
-    TensorBoard) and summary.json; the DPA also writes images/ (inputs over reconstructions).
+    Every method trains through the same runner: RUN_DIR/model.pt (the best checkpoint as a self-contained model file for 'mood-dpa ensemble'), checkpoints/ (--resume), logs/ (CSV, TensorBoard) and summary.json; the DPA also writes images/ (inputs over reconstructions).
     """
     import json
 
