@@ -145,6 +145,8 @@ def test_run_script_writes_only_under_out(setup, tmp_path, task, dataset):
         "MOOD_DPA_BIN": str(BIN),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        # the package under test: a worktree's src/ when PYTHONPATH names it, else the installed one
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
     }
     try:
         proc = subprocess.run(
