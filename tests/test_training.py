@@ -35,7 +35,7 @@ def tiny_stores(tmp_path_factory) -> list[Path]:
 
 
 def _cfg(stores, run_dir, **over):
-    from mood_dpa.training.config import DPATrainConfig
+    from mood_dpa.methods.dpa.config import DPATrainConfig
 
     d = {
         "name": "tiny",
@@ -61,8 +61,8 @@ def _val_losses(run_dir: Path) -> list[float]:
 
 
 def test_tiny_dpa_learns_and_writes_a_complete_run(tiny_stores, tmp_path):
-    from mood_dpa.models.model_file import load_dpa_model
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.model import load_dpa_model
+    from mood_dpa.methods.dpa.train import train_dpa
 
     cfg = _cfg(tiny_stores, tmp_path / "run")
     out = train_dpa(cfg)
@@ -104,7 +104,7 @@ class _Kill(Exception):
 def test_kill_and_resume_continues_from_the_saved_step_with_the_same_optimiser(tiny_stores, tmp_path):
     import lightning as L
 
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.train import train_dpa
 
     class KillAt(L.Callback):
         def on_train_batch_end(self, trainer, *args):
@@ -142,8 +142,8 @@ def test_kill_and_resume_continues_from_the_saved_step_with_the_same_optimiser(t
 
 
 def test_plain_l1_reference_and_early_stopping(tiny_stores, tmp_path):
-    from mood_dpa.models.model_file import load_dpa_model
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.model import load_dpa_model
+    from mood_dpa.methods.dpa.train import train_dpa
 
     # min_delta so large that only the first validation counts as an improvement: the seed's rule stops
     # when (step - best_step) / val_every > patience, i.e. after 1 + (patience + 1) validations
@@ -159,7 +159,7 @@ def test_plain_l1_reference_and_early_stopping(tiny_stores, tmp_path):
 
 
 def test_loss_explosion_aborts_with_a_clear_error(tiny_stores, tmp_path):
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.train import train_dpa
 
     cfg = _cfg(tiny_stores, tmp_path / "boom", optim__abort_above=1e-6, optim__max_steps=5)
     with pytest.raises(MoodError, match="exploded"):
@@ -193,7 +193,7 @@ def _yaml_files(sub: str) -> list[Path]:
 
 def test_seed_configs_carry_the_submitted_hyperparameters():
     from mood_dpa.config import load_config
-    from mood_dpa.training.config import DPATrainConfig
+    from mood_dpa.methods.dpa.config import DPATrainConfig
 
     table = {
         ("brain", "pixel", 0): (128, "relu3_2", 1e-4), ("brain", "pixel", 1): (128, "relu3_2", 1e-4),
@@ -213,7 +213,8 @@ def test_seed_configs_carry_the_submitted_hyperparameters():
 
 def test_every_packaged_config_validates():
     from mood_dpa.config import load_config
-    from mood_dpa.training.config import DPATrainConfig, SimCLRConfig
+    from mood_dpa.methods.dpa.config import DPATrainConfig
+    from mood_dpa.training.config import SimCLRConfig
 
     files = sorted(CONFIGS.rglob("*.yaml"))
     grid = _yaml_files("cross_validation")

@@ -105,8 +105,8 @@ def _pretrain(plan: DemoPlan, seed: int, stores, folds, run_dir: Path, device) -
 
 def _train(plan: DemoPlan, seed: int, store: Path, folds, run_dir: Path, device, loss: str, vgg: Path | None) -> Path:
     from .config import load_config
-    from .training.config import DPATrainConfig
-    from .training.runner import train_dpa
+    from .methods.dpa.config import DPATrainConfig
+    from .methods.dpa.train import train_dpa
 
     over = _training_overrides(plan, seed, [store], folds, run_dir, device) + [
         f"model.channels={plan.channels}",
@@ -155,15 +155,15 @@ def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: 
 def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: str | None = None,
              log: Callable[[str], None] = print) -> DemoOutcome:
     """Run the whole pipeline into ``out`` and return where the report is and what it found."""
-    from .baselines.histogram import HistogramDetector
-    from .data.folds import make_folds, read_folds, write_folds_csv
+    from .data.folds import make_folds, paths_of_split, write_folds_csv
     from .data.phantoms import write_phantoms
     from .data.slices import SliceRule, build_store
     from .data.synth.layout import make_synthetic_set, read_manifest
     from .evaluation.report import MethodResult, Report, write_report
-    from .inference.ensemble import fit_ensemble
+    from .inference.detector import fit_ensemble
+    from .inference.detectors import load_detector
     from .inference.predict import predict_folder
-    from .volumes import volume_id
+    from .methods.histogram.model import fit_histogram
 
     if preset not in PRESETS:
         raise MoodError(f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
@@ -175,9 +175,8 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     vols = step("phantoms", write_phantoms, "brain", plan.volumes, plan.size, seed, out / "volumes")
     folds = make_folds([p.name for p in vols], plan.n_folds, seed)
     folds_csv = write_folds_csv(out / "folds.csv", folds)
-    fold_of = read_folds(folds_csv)
-    val_vols = [p for p in vols if fold_of[volume_id(p)] == 0]
-    train_vols = [p for p in vols if fold_of[volume_id(p)] != 0]
+    val_vols = paths_of_split(vols, folds_csv, 0, "val")
+    train_vols = paths_of_split(vols, folds_csv, 0, "train")
     log(f"    folds: {len(train_vols)} training volumes, {len(val_vols)} validation volumes (fold 0)")
 
     stores = [step(f"slices axis {a}", build_store, out / "volumes", out / "slices" / f"axis_{a}", a, plan.slice_size, SliceRule())
@@ -190,8 +189,9 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     manifest = valset / "manifest.csv"
     manifest_rows = read_manifest(manifest)
 
-    baseline = step("histogram baseline", lambda: HistogramDetector.fit(train_vols, seed=seed, progress=False))
-    baseline.save(out / "models" / "histogram.npz")
+    # the baseline's raw map goes through the same shell as every method (calibrated on its training volumes)
+    step("histogram baseline", fit_histogram, train_vols, out / "models" / "histogram.npz", seed=seed, progress=False)
+    baseline = load_detector(out / "models" / "histogram.npz", device="cpu")
 
     vgg = step("SimCLR VGG19", _pretrain, plan, seed, [s.path for s in stores], folds_csv, out / "runs" / "simclr", device)
     ensembles = {}
@@ -205,7 +205,8 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     notes = {
         "DPA": f"3 axis autoencoders (residual9, C={plan.channels}, d={plan.latent}, {plan.slice_size}x{plan.slice_size}) trained "
                f"with the relative perceptual L1 on {plan.layer} of a SimCLR-pretrained VGG19 (width x{plan.vgg_width}), {plan.dpa_steps} steps each.",
-        "Histogram baseline": "non-learned: rarity of each voxel's intensity under the training intensity histogram, smoothed.",
+        "Histogram baseline": "non-learned: rarity of each voxel's intensity under the training intensity histogram, smoothed; "
+                              "calibrated, background-masked and sample-scored by the shared shell.",
         "L1-AE": "the same autoencoders trained with a plain pixel L1 loss; score = |x - reconstruction|.",
     }
     methods = []
