@@ -64,6 +64,8 @@ from typing import Sequence
 
 import numpy as np
 
+from scipy import ndimage
+
 from ...atomic import atomic_path
 from ...errors import MoodError
 from ...inference.calibration import Calibration, fit_calibration
@@ -75,7 +77,11 @@ FORMAT_VERSION = 1
 DEFAULT_BINS = 128
 DEFAULT_K = 5
 MIN_TRAINING_VOLUMES = 3
-_REQUIRED_KEYS = ("version", "histograms", "fractions", "bins", "k", "threshold", "fraction_weight", "scales", "calibration")
+#: The scalar statistics beside the histogram (module docstring), in the order of the stored arrays.
+STAT_NAMES = ("foreground_fraction", "log_noise_floor")
+NOISE_PERCENTILE = 10.0
+NOISE_EPS = 1e-4
+_REQUIRED_KEYS = ("version", "histograms", "stats", "bins", "k", "threshold", "weights", "scales", "calibration")
 
 
 # ============================================================================================ features
@@ -85,6 +91,12 @@ class VolumeFeatures:
 
     histogram: np.ndarray  # (bins,) float64, sums to 1 (all zeros when there is no foreground)
     fraction: float  # share of voxels > threshold
+    noise: float  # noise floor: 10th percentile of the 3x3x3 local standard deviation inside the foreground
+
+    @property
+    def stats(self) -> np.ndarray:
+        """The scalar statistics compared between volumes, in the order of :data:`STAT_NAMES`."""
+        return np.array([self.fraction, np.log(self.noise + NOISE_EPS)], np.float64)
 
     @property
     def empty(self) -> bool:
@@ -96,11 +108,35 @@ def volume_features(data: np.ndarray, bins: int = DEFAULT_BINS, threshold: float
     data = np.asarray(data)
     if data.size == 0:
         raise MoodError("volume-histogram: empty volume")
-    fg = data[data > threshold].astype(np.float64)  # NaN compares False: never foreground
+    mask = data > threshold  # NaN compares False: never foreground
+    fg = data[mask].astype(np.float64)
     counts = np.bincount(np.clip((fg * bins).astype(np.int64), 0, bins - 1), minlength=bins).astype(np.float64)
     total = counts.sum()
     hist = counts / total if total > 0 else counts
-    return VolumeFeatures(histogram=hist, fraction=float(fg.size) / float(data.size))
+    return VolumeFeatures(histogram=hist, fraction=float(fg.size) / float(data.size), noise=noise_floor(data, mask))
+
+
+def noise_floor(data: np.ndarray, mask: np.ndarray) -> float:
+    """The 10th percentile of the local (3x3x3) standard deviation over the foreground's interior.
+
+    Why this statistic: noise and blur convolve the intensity histogram with a narrow kernel, which W1 hardly
+    sees next to the healthy subject-to-subject shifts of the tissue peaks; a spatial statistic sees them.
+    Edges and texture inflate the local spread of most voxels, but in the flattest tenth of the tissue it is
+    mostly noise (a median of neighbour differences is dominated by partial-volume edges at small sizes).
+    Interior = the foreground eroded once, so the background step at the border never counts.
+    """
+    if data.ndim != 3 or min(data.shape) < 3:
+        return 0.0
+    inner = ndimage.binary_erosion(mask, iterations=1)
+    if not inner.any():
+        inner = mask
+    if not inner.any():
+        return 0.0
+    x = np.where(mask, data, 0).astype(np.float32)
+    mean = ndimage.uniform_filter(x, 3, mode="constant")
+    sq = ndimage.uniform_filter(x * x, 3, mode="constant")
+    var = np.maximum(sq[inner].astype(np.float64) - mean[inner].astype(np.float64) ** 2, 0.0) * (27.0 / 26.0)
+    return float(np.sqrt(np.percentile(var, NOISE_PERCENTILE)))
 
 
 # ============================================================================================ distances
@@ -124,15 +160,18 @@ def wasserstein_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pair_distances(
-    hist_a: np.ndarray, frac_a: np.ndarray, hist_b: np.ndarray, frac_b: np.ndarray, scales: tuple[float, float], fraction_weight: float
+    hist_a: np.ndarray, stats_a: np.ndarray, hist_b: np.ndarray, stats_b: np.ndarray, scales: Sequence[float], weights: Sequence[float]
 ) -> np.ndarray:
-    """The combined distance (module docstring) between every volume of set a and of set b: (n, m)."""
-    s_w, s_f = scales
-    d = wasserstein_matrix(hist_a, hist_b) / s_w
-    if fraction_weight > 0:
-        fa = np.asarray(frac_a, np.float64).reshape(-1, 1)
-        fb = np.asarray(frac_b, np.float64).reshape(1, -1)
-        d = d + fraction_weight * np.abs(fa - fb) / s_f
+    """The combined distance (module docstring) between every volume of set a and of set b: (n, m).
+
+    ``stats_*``: (n, len(STAT_NAMES)); ``scales``: W1's then each statistic's; ``weights``: each statistic's.
+    """
+    d = wasserstein_matrix(hist_a, hist_b) / scales[0]
+    sa = np.asarray(stats_a, np.float64).reshape(len(hist_a) if np.ndim(hist_a) == 2 else 1, -1)
+    sb = np.asarray(stats_b, np.float64).reshape(len(hist_b) if np.ndim(hist_b) == 2 else 1, -1)
+    for j, w in enumerate(weights):
+        if w > 0:
+            d = d + w * np.abs(sa[:, j, None] - sb[None, :, j]) / scales[1 + j]
     return d
 
 
@@ -171,37 +210,38 @@ class VolumeHistogramDetector:
     def __init__(
         self,
         histograms: np.ndarray,
-        fractions: np.ndarray,
+        stats: np.ndarray,
         *,
         k: int,
         threshold: float,
-        fraction_weight: float,
-        scales: tuple[float, float],
+        weights: Sequence[float],
+        scales: Sequence[float],
         calibration: Calibration,
         reference: np.ndarray | None = None,
         names: Sequence[str] = (),
         seed: int = 0,
     ):
         self.histograms = np.asarray(histograms, np.float64)
-        self.fractions = np.asarray(fractions, np.float64).reshape(-1)
-        if self.histograms.ndim != 2 or self.histograms.shape[0] != self.fractions.size:
-            raise MoodError("volume-histogram: histograms must be (N, bins) with one foreground fraction per volume")
+        self.stats = np.asarray(stats, np.float64)
+        n_stats = len(STAT_NAMES)
+        if self.histograms.ndim != 2 or self.stats.shape != (self.histograms.shape[0], n_stats):
+            raise MoodError(f"volume-histogram: histograms must be (N, bins) and stats (N, {n_stats}), got {self.histograms.shape} and {self.stats.shape}")
         n = self.histograms.shape[0]
         if n < MIN_TRAINING_VOLUMES:
             raise MoodError(f"volume-histogram: needs at least {MIN_TRAINING_VOLUMES} training volumes, got {n}")
         if not 1 <= int(k) <= n - 1:
             raise MoodError(f"volume-histogram: k must be from 1 to N - 1 = {n - 1}, got {k}")
-        if not (np.isfinite(self.histograms).all() and np.isfinite(self.fractions).all()):
-            raise MoodError("volume-histogram: histograms and fractions must be finite")
+        if not (np.isfinite(self.histograms).all() and np.isfinite(self.stats).all()):
+            raise MoodError("volume-histogram: histograms and statistics must be finite")
         self.bins = self.histograms.shape[1]
         self.k = int(k)
         self.threshold = float(threshold)
-        self.fraction_weight = float(fraction_weight)
-        if not (np.isfinite(self.fraction_weight) and self.fraction_weight >= 0):
-            raise MoodError(f"volume-histogram: fraction_weight must be >= 0, got {fraction_weight}")
-        self.scales = (float(scales[0]), float(scales[1]))
-        if not all(np.isfinite(s) and s > 0 for s in self.scales):
-            raise MoodError(f"volume-histogram: scales must be positive, got {scales}")
+        self.weights = tuple(float(w) for w in weights)
+        if len(self.weights) != n_stats or not all(np.isfinite(w) and w >= 0 for w in self.weights):
+            raise MoodError(f"volume-histogram: weights must be {n_stats} numbers >= 0, got {weights}")
+        self.scales = tuple(float(s) for s in scales)
+        if len(self.scales) != 1 + n_stats or not all(np.isfinite(s) and s > 0 for s in self.scales):
+            raise MoodError(f"volume-histogram: scales must be {1 + n_stats} positive numbers, got {scales}")
         self.calibration = calibration
         self.reference = None if reference is None else np.asarray(reference, np.float64)
         self.names = tuple(str(s) for s in names)
@@ -216,6 +256,7 @@ class VolumeHistogramDetector:
         k: int = DEFAULT_K,
         threshold: float = 0.0,
         fraction_weight: float = 1.0,
+        noise_weight: float = 1.0,
         names: Sequence[str] = (),
         seed: int = 0,
     ) -> "VolumeHistogramDetector":
@@ -227,20 +268,22 @@ class VolumeHistogramDetector:
             if f.empty:
                 label = names[i] if i < len(names) else f"#{i}"
                 raise MoodError(f"volume-histogram: training volume {label} has no foreground voxels (all <= threshold)")
-        if k < 1:
-            raise MoodError(f"volume-histogram: k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise MoodError(f"volume-histogram: k must be an integer >= 1, got {k!r}")
         k_eff = min(int(k), n - 1)  # the same k for the leave-one-out reference and for new volumes
         hists = np.stack([f.histogram for f in features])
-        fracs = np.array([f.fraction for f in features], np.float64)
-        w = wasserstein_matrix(hists, hists)
-        s_w = _pair_scale(w, 1.0 / hists.shape[1])
-        s_f = _pair_scale(np.abs(fracs[:, None] - fracs[None, :]), 1e-3)
-        scales = (s_w, s_f)
-        d = pair_distances(hists, fracs, hists, fracs, scales, fraction_weight)
+        stats = np.stack([f.stats for f in features])
+        scales = [_pair_scale(wasserstein_matrix(hists, hists), 1.0 / hists.shape[1])]
+        for j in range(stats.shape[1]):
+            scales.append(_pair_scale(np.abs(stats[:, j, None] - stats[None, :, j]), 1e-3))
+        weights = (float(fraction_weight), float(noise_weight))
+        if not all(np.isfinite(w) and w >= 0 for w in weights):
+            raise MoodError(f"volume-histogram: fraction and noise weights must be >= 0, got {weights}")
+        d = pair_distances(hists, stats, hists, stats, scales, weights)
         reference = leave_one_out_knn(d, k_eff)
         calibration = fit_calibration(reference)
         return cls(
-            hists, fracs, k=k_eff, threshold=threshold, fraction_weight=fraction_weight, scales=scales,
+            hists, stats, k=k_eff, threshold=threshold, weights=weights, scales=scales,
             calibration=calibration, reference=reference, names=names, seed=seed,
         )
 
@@ -259,6 +302,7 @@ class VolumeHistogramDetector:
         k: int = DEFAULT_K,
         threshold: float = 0.0,
         fraction_weight: float = 1.0,
+        noise_weight: float = 1.0,
         seed: int = 0,
         progress: bool = True,
     ) -> "VolumeHistogramDetector":
@@ -269,7 +313,8 @@ class VolumeHistogramDetector:
         _check_bins(bins)
         feats = [volume_features(read_volume(p).data, bins, threshold) for p in (track(paths, "volume histograms") if progress else paths)]
         return cls.from_features(
-            feats, k=k, threshold=threshold, fraction_weight=fraction_weight, names=[volume_id(p) for p in paths], seed=seed
+            feats, k=k, threshold=threshold, fraction_weight=fraction_weight, noise_weight=noise_weight,
+            names=[volume_id(p) for p in paths], seed=seed,
         )
 
     # ------------------------------------------------------------------------------------ scoring
@@ -278,7 +323,7 @@ class VolumeHistogramDetector:
         f = volume_features(data, self.bins, self.threshold)
         if f.empty:
             return float("inf")
-        d = pair_distances(f.histogram[None], np.array([f.fraction]), self.histograms, self.fractions, self.scales, self.fraction_weight)
+        d = pair_distances(f.histogram[None], f.stats[None], self.histograms, self.stats, self.scales, self.weights)
         return float(knn_mean(d, self.k)[0])
 
     def volume_score(self, data: np.ndarray) -> float:
@@ -305,15 +350,16 @@ class VolumeHistogramDetector:
                     detector=np.array(DETECTOR_KIND),
                     version=np.array(FORMAT_VERSION),
                     histograms=self.histograms,
-                    fractions=self.fractions,
+                    stats=self.stats,
+                    stat_names=np.array(STAT_NAMES),
                     bins=np.array(self.bins),
                     k=np.array(self.k),
                     threshold=np.array(self.threshold),
-                    fraction_weight=np.array(self.fraction_weight),
+                    weights=np.array(self.weights, np.float64),
                     scales=np.array(self.scales, np.float64),
                     calibration=np.array(json.dumps(self.calibration.to_dict())),
                     reference=self.reference if self.reference is not None else np.zeros(0),
-                    names=np.array(self.names if self.names else [], dtype=str),
+                    names=np.array(self.names, dtype=str) if self.names else np.zeros(0, dtype="<U1"),
                     seed=np.array(self.seed),
                 )
         return path
@@ -341,11 +387,11 @@ class VolumeHistogramDetector:
         names = [str(s) for s in z["names"]] if "names" in files else []
         try:
             return cls(
-                hists, z["fractions"], k=int(z["k"]), threshold=float(z["threshold"]), fraction_weight=float(z["fraction_weight"]),
-                scales=tuple(np.asarray(z["scales"], np.float64).reshape(-1)[:2]), calibration=calibration,
+                hists, z["stats"], k=int(z["k"]), threshold=float(z["threshold"]), weights=np.asarray(z["weights"]).reshape(-1),
+                scales=np.asarray(z["scales"]).reshape(-1), calibration=calibration,
                 reference=reference, names=names, seed=int(z["seed"]) if "seed" in files else 0,
             )
-        except (IndexError, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             raise MoodError(f"{path}: malformed volume-histogram model file ({exc})") from None
 
     @classmethod
