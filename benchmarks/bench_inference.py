@@ -6,7 +6,7 @@ normaliser. Weights are random (seeded): timing does not depend on them.
 
 Rows of the table, all measured in this process on the same volume:
 
-* ``mood-dpa``   : :class:`mood_dpa.inference.ensemble.EnsembleDetector` (kept slices resized on the
+* ``mood-dpa``   : :class:`mood_dpa.inference.detector.EnsembleDetector` (kept slices resized on the
   device in batches, maps placed by slice index, axes combined on the device, calibrated).
 * ``seed-style`` : the seed's pipeline shape: slice by slice, each slice resized on the CPU and run
   through the model alone (batch 1, fp32), maps up-sampled to 128^2, stacked to a 128^3 grid,
@@ -41,9 +41,9 @@ import torch.nn.functional as F
 def build_models(device: torch.device, channels: int, layer: str):
     from mood_dpa.data.slices import SliceRule
     from mood_dpa.models.autoencoder import ResidualAE
-    from mood_dpa.models.model_file import DPAModel
+    from mood_dpa.methods.dpa.model import DPAModel
     from mood_dpa.models.perceptual import RelativePerceptualL1
-    from mood_dpa.models.vgg import VGG19Features
+    from mood_dpa.models.backbones.vgg19 import VGG19Features
 
     models = []
     for axis in range(3):
@@ -136,7 +136,7 @@ def main() -> None:
 
     from mood_dpa.data.phantoms import make_phantom, phantom_affine
     from mood_dpa.data.slices import kept_indices
-    from mood_dpa.inference.ensemble import EnsembleDetector
+    from mood_dpa.inference.detector import EnsembleDetector
     from mood_dpa.volumes import read_volume, write_volume
 
     if args.threads:

@@ -69,7 +69,7 @@ def _build(kind: str, p: dict, device: str, channels_last: bool):
     from mood_dpa.models.autoencoder import ResidualAE
     from mood_dpa.models.ntxent import SimCLRNet, nt_xent
     from mood_dpa.models.perceptual import RelativePerceptualL1
-    from mood_dpa.models.vgg import VGG19Features
+    from mood_dpa.models.backbones.vgg19 import VGG19Features
     from mood_dpa.training.augment import SimCLRAugment
     from mood_dpa.training.config import AugmentConfig
 

@@ -1,15 +1,12 @@
-"""The intensity-histogram baseline and the model-file loader."""
+"""The intensity-histogram baseline (its raw map through the shared shell) and the model-file loader."""
 
 from __future__ import annotations
-
-import sys
-import types
 
 import numpy as np
 import pytest
 from conftest import blob_volume
 
-from mood_dpa.baselines.histogram import HistogramDetector
+from mood_dpa.methods.histogram.model import HistogramModel, fit_histogram
 from mood_dpa.errors import MoodError
 from mood_dpa.evaluation.metrics import ScoreHistogram
 from mood_dpa.inference.detectors import Detector, load_detector
@@ -27,8 +24,14 @@ def train(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def detector(train):
-    return HistogramDetector.fit(train, seed=0, progress=False)
+def model_file(train, tmp_path_factory):
+    return tmp_path_factory.mktemp("model") / "histogram.npz"
+
+
+@pytest.fixture(scope="module")
+def detector(train, model_file):
+    fit_histogram(train, model_file, seed=0, progress=False)
+    return load_detector(model_file, device="cpu")
 
 
 def bright_case(seed=0):
@@ -64,25 +67,32 @@ def test_scores_are_spread_not_piled_up_near_one(detector):
     assert scores[blob].mean() > 0.5 > np.mean(scores[~blob])
 
 
-def test_calibration_is_monotone(detector):
-    assert np.all(np.diff(detector.knots_x) > 0) and np.all(np.diff(detector.knots_y) > 0)
-    raw = np.linspace(0, detector.knots_x[-1] * 1.5, 1000)
-    cal = detector.calibrate(raw)
-    assert np.all(np.diff(cal) >= 0) and cal[0] == 0 and cal[-1] == 1
+def test_calibration_is_the_shells_and_the_background_scores_zero(detector):
+    """The private knots are gone: the shell's calibration (fitted on the training volumes) maps raw
+    rarity monotonically into [0, 1), and background voxels score exactly 0 (they did not before)."""
+    cal = detector.calibration
+    assert cal is not None and np.all(np.diff(cal.xs) > 0)
+    raw = np.linspace(0, cal.xs[-1] * 1.5, 1000)
+    mapped = cal.apply(raw)
+    assert np.all(np.diff(mapped) >= 0) and mapped[0] == 0 and mapped[-1] < 1
+    vol, _ = bright_case()
+    scores = detector.score_volume(vol)
+    assert np.all(scores[vol <= 0] == 0) and scores[vol > 0].min() >= 2.0**-14
 
 
-def test_save_and_load_through_load_detector(detector, tmp_path):
-    path = detector.save(tmp_path / "model.npz")
-    loaded = load_detector(path, device="cuda:3", batch_size=8)  # the baseline ignores both
+def test_save_and_load_through_load_detector(detector, model_file, tmp_path):
+    model = HistogramModel.load(model_file)
+    path = model.save(tmp_path / "model.npz")
+    loaded = load_detector(path, device="cpu", batch_size=8)  # the baseline ignores the batch size
     vol, _ = bright_case()
     assert np.array_equal(loaded.score_volume(vol), detector.score_volume(vol))
     assert loaded.name == "histogram"
 
 
-def test_fit_is_seeded(train):
-    a = HistogramDetector.fit(train, seed=3, calibration_voxels=5000, progress=False)
-    b = HistogramDetector.fit(train, seed=3, calibration_voxels=5000, progress=False)
-    assert np.array_equal(a.knots_x, b.knots_x) and np.array_equal(a.density, b.density)
+def test_fit_is_seeded(train, tmp_path):
+    a = fit_histogram(train, tmp_path / "a.npz", seed=3, calibration_volumes=2, progress=False)
+    b = fit_histogram(train, tmp_path / "b.npz", seed=3, calibration_volumes=2, progress=False)
+    assert a.shell["calibration"] == b.shell["calibration"] and np.array_equal(a.density, b.density)
 
 
 def test_load_detector_refuses_what_it_does_not_know(tmp_path):
@@ -112,9 +122,9 @@ def test_yaml_goes_to_the_ensemble_loader(tmp_path, monkeypatch):
         calls.append((path, device, batch_size))
         return Fake()
 
-    module = types.ModuleType("mood_dpa.inference.ensemble")
-    module.load_ensemble = load_ensemble
-    monkeypatch.setitem(sys.modules, "mood_dpa.inference.ensemble", module)
+    import mood_dpa.inference.detector as real
+
+    monkeypatch.setattr(real, "load_ensemble", load_ensemble)
     cfg = tmp_path / "ens.yml"
     cfg.write_text("models: []\n")
     det = load_detector(cfg, device="cpu", batch_size=16)
@@ -128,6 +138,7 @@ def test_yaml_goes_to_the_ensemble_loader(tmp_path, monkeypatch):
 def test_cli_baseline_fit(train, tmp_path, cli):
     folder = train[0].parent
     assert cli(["baseline", "fit", "-i", folder, "-o", tmp_path / "b.npz"]) == 0
-    assert isinstance(load_detector(tmp_path / "b.npz"), HistogramDetector)
+    det = load_detector(tmp_path / "b.npz")
+    assert det.name == "histogram" and det.calibration is not None and [m.method for m in det.members] == ["histogram"]
     assert cli(["baseline", "fit", "-i", folder, "-o", tmp_path / "b.bin"]) == 2
     assert cli(["baseline", "fit", "-i", tmp_path / "nothing", "-o", tmp_path / "c.npz"]) == 2

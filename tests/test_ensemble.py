@@ -13,11 +13,11 @@ from conftest import blob_volume
 from mood_dpa.data.slices import SliceRule
 from mood_dpa.errors import MoodError
 from mood_dpa.inference.calibration import UNCALIBRATED
-from mood_dpa.inference.ensemble import calibrate_ensemble, load_ensemble, read_spec, write_ensemble
+from mood_dpa.inference.detector import calibrate_ensemble, load_ensemble, read_spec, write_ensemble
 from mood_dpa.models.autoencoder import ResidualAE
-from mood_dpa.models.model_file import load_dpa_model, save_dpa_model
+from mood_dpa.methods.dpa.model import load_dpa_model, save_dpa_model
 from mood_dpa.models.perceptual import RelativePerceptualL1
-from mood_dpa.models.vgg import VGG19Features
+from mood_dpa.models.backbones.vgg19 import VGG19Features
 from mood_dpa.volumes import read_volume, write_volume
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -94,8 +94,8 @@ def test_one_axis_ensemble_equals_per_slice_reference(tmp_path, model_files, axi
 def test_write_ensemble_yaml_is_relative_and_checked(tmp_path, model_files):
     ens = write_ensemble(tmp_path / "ens" / "brain_pixel.yaml", model_files, [1, 2, 1], combine="mean_covered")
     spec = read_spec(ens)
-    assert spec.name == "brain_pixel" and spec.combine == "mean_covered" and [m.weight for m in spec.models] == [1, 2, 1]
-    assert all(not Path(m.path).is_absolute() for m in spec.models)
+    assert spec.name == "brain_pixel" and spec.members[0].combine == "mean_covered" and [m.weight for m in spec.members[0].models] == [1, 2, 1]
+    assert len(spec.members) == 1 and all(not Path(m.path).is_absolute() for m in spec.members[0].models)
     det = load_ensemble(ens, device="cpu")
     assert [m.axis for m in det.axis_models] == [0, 1, 2] and det.calibration is None
     with pytest.raises(MoodError):
@@ -107,7 +107,7 @@ def test_write_ensemble_yaml_is_relative_and_checked(tmp_path, model_files):
     moved = tmp_path / "elsewhere" / "deeper" / "brain_pixel.yaml"
     moved.parent.mkdir(parents=True)
     moved.write_text(ens.read_text())  # relative paths no longer resolve
-    with pytest.raises(MoodError, match="no such DPA model file"):
+    with pytest.raises(MoodError, match="no such model file"):
         load_ensemble(moved)
 
 
@@ -154,8 +154,8 @@ def test_ensemble_command_then_calibrate_on_one_fold(tmp_path, model_files, data
     ens = tmp_path / "cli.yaml"
     assert cli(["ensemble", *model_files, "-o", ens, "--weights", "1,2,1", "--combine", "max"]) == 0
     spec = read_spec(ens)
-    assert [m.weight for m in spec.models] == [1.0, 2.0, 1.0] and spec.combine == "max"
-    assert [(ens.parent / m.path).resolve() for m in spec.models] == [Path(f).resolve() for f in model_files]
+    assert [m.weight for m in spec.members[0].models] == [1.0, 2.0, 1.0] and spec.members[0].combine == "max"
+    assert [(ens.parent / m.path).resolve() for m in spec.members[0].models] == [Path(f).resolve() for f in model_files]
     assert cli(["ensemble", *model_files, "-o", tmp_path / "bad.yaml", "--weights", "1,x"]) == 2
     assert not (tmp_path / "bad.yaml").exists()
     folds = tmp_path / "folds.csv"

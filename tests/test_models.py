@@ -7,9 +7,9 @@ import torch
 
 from mood_dpa.errors import MoodError
 from mood_dpa.models.autoencoder import ResidualAE, count_parameters, n_stages
-from mood_dpa.models.model_file import DPAModel, load_dpa_model, save_dpa_model
+from mood_dpa.methods.dpa.model import DPAModel, load_dpa_model, save_dpa_model
 from mood_dpa.models.perceptual import PixelL1, RelativePerceptualL1
-from mood_dpa.models.vgg import (
+from mood_dpa.models.backbones.vgg19 import (
     CONV_INDICES,
     LAYER_INDEX,
     VGG19Features,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mood_dpa.errors import MoodError
 from mood_dpa.models.perceptual import PixelL1, RelativePerceptualL1, combine_maps
-from mood_dpa.models.vgg import VGG19Features
+from mood_dpa.models.backbones.vgg19 import VGG19Features
 
 
 def _vgg(layers, width=0.125, seed=0):

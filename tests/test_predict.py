@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import blob_volume
 
-from mood_dpa.baselines.histogram import HistogramDetector
+from mood_dpa.methods.histogram.model import fit_histogram
 from mood_dpa.errors import MoodError
 from mood_dpa.inference.predict import predict_folder
 from mood_dpa.volumes import write_volume
@@ -91,7 +91,7 @@ def test_errors_for_the_whole_run(inputs, tmp_path):
 
 def test_cli_predict_with_the_baseline_and_a_corrupt_input(inputs, tmp_path, cli, capsys):
     train = [inputs / "toy_0.nii.gz", inputs / "case.nii"]
-    HistogramDetector.fit(train, progress=False).save(tmp_path / "b.npz")
+    fit_histogram(train, tmp_path / "b.npz", progress=False)
     args = ["predict", "--model", tmp_path / "b.npz", "--task", "pixel", "-i", inputs, "-o", tmp_path / "p",
             "--device", "cpu", "--batch-size", "4"]
     assert cli(args) == 0

@@ -66,3 +66,25 @@ def test_report_lists_every_method_kind_and_figure(tmp_path):
     for needle in ["AP sink", "AP uniform", "DPA", "Histogram", "pr_pixel.png", "a &lt;case&gt;", "<b>0.800</b>", "1.5 s"]:
         assert needle in text, needle
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["fig_00.png", "pr_pixel.png", "pr_sample.png", "report.html"]
+
+
+def test_report_shows_localisation_and_scopes_apart(tmp_path):
+    def res(task, shift):
+        kinds = {"uniform": {"ap": 0.4 + shift, "roc_auc": 0.6, "best_dice": 0.3 + shift, "hit_rate": 0.5, "scope": "local"},
+                 "blur": {"ap": 0.9, "roc_auc": 0.95, "best_dice": 0.8, "hit_rate": 1.0, "scope": "global"}}
+        scopes = {"local": {"ap": 0.41 + shift, "roc_auc": 0.61, "best_dice": 0.25 + shift, "hit_rate": 0.375, "cases": 4,
+                            "positives": 20, "negatives": 980},
+                  "global": {"ap": 0.97, "roc_auc": 0.987, "best_dice": 0.9, "hit_rate": 1.0, "cases": 4, "positives": 600, "negatives": 400}}
+        return EvalResult(task=task, ap=0.77, roc_auc=0.88, cases=6, positives=620, negatives=1380, per_kind=kinds,
+                          per_scope=scopes, best_dice=0.66, hit_rate=0.7, hit_cases=4)
+
+    methods = [MethodResult(n, res("pixel", d), res("sample", d)) for n, d in [("DPA", 0.1), ("Histogram", 0.0)]]
+    text = write_report(Report("t", methods), tmp_path / "rep").read_text()
+    pixel, sample = text.split("Sample level")
+    # pixel: the local scope's numbers (not the all-case 0.770), local kinds only, localisation per kind
+    assert "<b>0.510</b>" in pixel and "0.770" not in pixel and "AP uniform" in pixel and "AP blur" not in pixel
+    assert "best Dice" in pixel and "hit rate" in pixel and "<b>0.350</b>" in pixel and "Dice uniform" in pixel
+    assert "0.0200" in pixel  # chance = 20 / 1000 voxels of the local scope
+    # sample: all cases, then local and global apart, every kind
+    for needle in ["0.770", "AP local", "ROC-AUC global", "0.987", "AP blur", "AP uniform"]:
+        assert needle in sample, needle

@@ -72,7 +72,7 @@ def test_simclr_net_head_shape_matches_the_seed():
 
 def test_tiny_pretraining_exports_a_vgg_file_the_perceptual_loss_loads(tiny_stores, tmp_path):
     from mood_dpa.models.perceptual import RelativePerceptualL1
-    from mood_dpa.models.vgg import VGG19Features, load_vgg_weights, vgg_from_file
+    from mood_dpa.models.backbones.vgg19 import VGG19Features, load_vgg_weights, vgg_from_file
     from mood_dpa.training.config import SimCLRConfig
     from mood_dpa.training.runner import pretrain_simclr
 
@@ -110,7 +110,7 @@ def test_tiny_pretraining_exports_a_vgg_file_the_perceptual_loss_loads(tiny_stor
 
 
 def test_pretraining_shorter_than_an_epoch_still_validates_and_exports(tiny_stores, tmp_path):
-    from mood_dpa.models.vgg import vgg_from_file
+    from mood_dpa.models.backbones.vgg19 import vgg_from_file
     from mood_dpa.training.config import SimCLRConfig
     from mood_dpa.training.runner import pretrain_simclr
 

@@ -16,7 +16,7 @@ from mood_dpa.data.slices import SliceRule
 from mood_dpa.data.synth.layout import make_synthetic_set
 from mood_dpa.errors import MoodError
 from mood_dpa.evaluation.evaluate import evaluate_folder
-from mood_dpa.inference.ensemble import calibrate_ensemble, write_ensemble
+from mood_dpa.inference.detector import calibrate_ensemble, write_ensemble
 from mood_dpa.inference.submission import DOCKER_FILES, RUN_SCRIPTS, build_submission, docker_dir
 from mood_dpa.volumes import read_volume
 
@@ -29,9 +29,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_ensemble(folder: Path, normals: list[Path]) -> Path:
     from mood_dpa.models.autoencoder import ResidualAE
-    from mood_dpa.models.model_file import save_dpa_model
+    from mood_dpa.methods.dpa.model import save_dpa_model
     from mood_dpa.models.perceptual import RelativePerceptualL1
-    from mood_dpa.models.vgg import VGG19Features
+    from mood_dpa.models.backbones.vgg19 import VGG19Features
 
     files = []
     for axis in (0, 2):
@@ -46,7 +46,7 @@ def tiny_ensemble(folder: Path, normals: list[Path]) -> Path:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Phantom training volumes, toy sets in the MOOD layout, models and the assembled build context."""
-    from mood_dpa.baselines.histogram import HistogramDetector
+    from mood_dpa.methods.histogram.model import fit_histogram
 
     root = tmp_path_factory.mktemp("sub")
     models, toys = {}, {}
@@ -55,7 +55,8 @@ def setup(tmp_path_factory):
         healthy = write_phantoms(kind, 2, 32, seed + 100, root / f"{kind}_healthy")
         make_synthetic_set(healthy, root / f"{kind}_toy", kinds="uniform,noise", seed=seed, progress=False)
         toys[kind] = root / f"{kind}_toy"
-        models[kind] = HistogramDetector.fit(train, calibration_volumes=2, calibration_voxels=20_000, seed=0, progress=False).save(root / f"{kind}_hist.npz")
+        fit_histogram(train, root / f"{kind}_hist.npz", calibration_volumes=2, seed=0, progress=False)
+        models[kind] = root / f"{kind}_hist.npz"
     ens = tiny_ensemble(root / "dpa", write_phantoms("brain", 2, 32, 7, root / "brain_val_normals"))
     ctx = root / "context"
     slots = {"pixel_brain": ens, "sample_brain": models["brain"], "pixel_abdom": models["abdom"], "sample_abdom": models["abdom"]}
@@ -109,10 +110,10 @@ def test_build_context_is_complete(setup):
 
 
 def test_uncalibrated_ensemble_is_refused(setup, tmp_path):
-    from mood_dpa.inference.ensemble import read_spec
+    from mood_dpa.inference.detector import read_spec
 
     spec = read_spec(setup["ensemble"])
-    raw = write_ensemble(tmp_path / "raw.yaml", [setup["ensemble"].parent / m.path for m in spec.models])
+    raw = write_ensemble(tmp_path / "raw.yaml", [setup["ensemble"].parent / m.path for m in spec.members[0].models])
     slots = {s: setup["root"] / "brain_hist.npz" for s in ("sample_brain", "pixel_abdom", "sample_abdom")}
     with pytest.raises(MoodError, match="not calibrated"):
         build_submission(tmp_path / "ctx", {"pixel_brain": raw, **slots})
@@ -144,6 +145,8 @@ def test_run_script_writes_only_under_out(setup, tmp_path, task, dataset):
         "MOOD_DPA_BIN": str(BIN),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        # the package under test: a worktree's src/ when PYTHONPATH names it, else the installed one
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
     }
     try:
         proc = subprocess.run(

@@ -172,5 +172,5 @@ def test_apply_anomaly_labels_exactly_the_changed_voxels(kind, vol, donor):
 
 
 def test_unknown_kind_is_a_clear_error(vol):
-    with pytest.raises(MoodError, match="unknown anomaly kind 'blur'"):
-        apply_anomaly(vol, "blur", np.random.default_rng(0))
+    with pytest.raises(MoodError, match="unknown anomaly kind 'smear'"):
+        apply_anomaly(vol, "smear", np.random.default_rng(0))

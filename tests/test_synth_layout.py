@@ -88,7 +88,7 @@ def test_failure_leaves_nothing_behind(vols, tmp_path):
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["broken.nii.gz"]
     with pytest.raises(MoodError, match="unknown anomaly kind"):
-        make_synthetic_set(paths, tmp_path / "out", ["uniform", "blur"], 1, seed=0)
+        make_synthetic_set(paths, tmp_path / "out", ["uniform", "smear"], 1, seed=0)
     with pytest.raises(MoodError, match="unknown region shape 'cube'"):
         make_synthetic_set(paths, tmp_path / "out", ["uniform"], 1, seed=0, shape="cube")
     with pytest.raises(MoodError, match="per-volume"):

@@ -35,7 +35,7 @@ def tiny_stores(tmp_path_factory) -> list[Path]:
 
 
 def _cfg(stores, run_dir, **over):
-    from mood_dpa.training.config import DPATrainConfig
+    from mood_dpa.methods.dpa.config import DPATrainConfig
 
     d = {
         "name": "tiny",
@@ -61,8 +61,8 @@ def _val_losses(run_dir: Path) -> list[float]:
 
 
 def test_tiny_dpa_learns_and_writes_a_complete_run(tiny_stores, tmp_path):
-    from mood_dpa.models.model_file import load_dpa_model
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.model import load_dpa_model
+    from mood_dpa.methods.dpa.train import train_dpa
 
     cfg = _cfg(tiny_stores, tmp_path / "run")
     out = train_dpa(cfg)
@@ -104,7 +104,7 @@ class _Kill(Exception):
 def test_kill_and_resume_continues_from_the_saved_step_with_the_same_optimiser(tiny_stores, tmp_path):
     import lightning as L
 
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.train import train_dpa
 
     class KillAt(L.Callback):
         def on_train_batch_end(self, trainer, *args):
@@ -142,21 +142,24 @@ def test_kill_and_resume_continues_from_the_saved_step_with_the_same_optimiser(t
 
 
 def test_plain_l1_reference_and_early_stopping(tiny_stores, tmp_path):
-    from mood_dpa.models.model_file import load_dpa_model
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.model import load_dpa_model
+    from mood_dpa.methods.dpa.train import train_dpa
 
-    # min_delta so large that no validation counts as an improvement: stops after 1 + patience validations
+    # min_delta so large that only the first validation counts as an improvement: the seed's rule stops
+    # when (step - best_step) / val_every > patience, i.e. after 1 + (patience + 1) validations
     cfg = _cfg(tiny_stores, tmp_path / "l1", loss__kind="l1", optim__max_steps=200, optim__val_every=4,
                optim__min_delta=10.0, optim__patience=2)
     out = train_dpa(cfg)
     summary = json.loads((tmp_path / "l1" / "summary.json").read_text())
-    assert summary["stopped_early"] and summary["steps"] == 12
+    assert summary["stopped_early"] and summary["steps"] == 16
+    assert summary["best_step"] == 4  # the last validation that improved by more than min_delta
     model = load_dpa_model(out)
+    assert model.meta["step"] == 4
     assert model.meta["loss"] == "l1" and model.meta["layers"] == []
 
 
 def test_loss_explosion_aborts_with_a_clear_error(tiny_stores, tmp_path):
-    from mood_dpa.training.runner import train_dpa
+    from mood_dpa.methods.dpa.train import train_dpa
 
     cfg = _cfg(tiny_stores, tmp_path / "boom", optim__abort_above=1e-6, optim__max_steps=5)
     with pytest.raises(MoodError, match="exploded"):
@@ -190,7 +193,7 @@ def _yaml_files(sub: str) -> list[Path]:
 
 def test_seed_configs_carry_the_submitted_hyperparameters():
     from mood_dpa.config import load_config
-    from mood_dpa.training.config import DPATrainConfig
+    from mood_dpa.methods.dpa.config import DPATrainConfig
 
     table = {
         ("brain", "pixel", 0): (128, "relu3_2", 1e-4), ("brain", "pixel", 1): (128, "relu3_2", 1e-4),
@@ -210,7 +213,8 @@ def test_seed_configs_carry_the_submitted_hyperparameters():
 
 def test_every_packaged_config_validates():
     from mood_dpa.config import load_config
-    from mood_dpa.training.config import DPATrainConfig, SimCLRConfig
+    from mood_dpa.methods.dpa.config import DPATrainConfig
+    from mood_dpa.training.config import SimCLRConfig
 
     files = sorted(CONFIGS.rglob("*.yaml"))
     grid = _yaml_files("cross_validation")

@@ -297,10 +297,15 @@ def _prepare_fit_output(data: Path, out: Path) -> Path:
 
 
 def _train_histogram(stage, plan, kind, out, folds_csv, stores, train_vols, seed, device, threads, models) -> list[str]:
-    from .baselines.histogram import HistogramDetector
+    from .methods.histogram.model import fit_histogram
 
     path = out / "models" / "histogram.npz"
-    return [stage("train histogram", lambda: str(HistogramDetector.fit(train_vols, seed=seed, progress=False).save(path)))]
+
+    def go() -> str:
+        fit_histogram(train_vols, path, seed=seed, progress=False)
+        return str(path)
+
+    return [stage("train histogram", go)]
 
 
 def _simclr(stage, plan, kind, out, folds_csv, stores, seed, device, threads) -> Path:
@@ -322,8 +327,8 @@ def _simclr(stage, plan, kind, out, folds_csv, stores, seed, device, threads) ->
 def _train_autoencoders(method: str):
     def train(stage, plan, kind, out, folds_csv, stores, train_vols, seed, device, threads, models) -> list[str]:
         from .config import load_config
-        from .training.config import DPATrainConfig
-        from .training.runner import train_dpa
+        from .methods.dpa.config import DPATrainConfig
+        from .methods.dpa.train import train_dpa
 
         vgg = _simclr(stage, plan, kind, out, folds_csv, stores, seed, device, threads) if method == "dpa" else None
         files = []
@@ -384,7 +389,7 @@ _TRAINERS: dict[str, Callable[..., list[str]]] = {
 def _build_detector(path: Path, members: dict[str, list[str]], normals: Sequence[Path], tuning: Path,
                     device: str | None, seed: int) -> Path:
     """One detector file over ``members`` (method -> model files), calibrated on ``normals``, tuned on ``tuning``."""
-    from .inference.ensemble import fit_ensemble
+    from .inference.detector import fit_ensemble
 
     files = [f for fs in members.values() for f in fs]
     fit_ensemble(path, files, list(normals), val_dir=tuning, device=device, seed=seed, progress=False)

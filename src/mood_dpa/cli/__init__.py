@@ -18,6 +18,7 @@ from . import evaluation  # noqa: E402,F401  synth, evaluate, baseline, predict
 from . import training  # noqa: E402,F401  pretrain, train
 from . import inference  # noqa: E402,F401  calibrate, submission
 from . import demo  # noqa: E402,F401  demo
+from . import prepare  # noqa: E402,F401  prepare, restore
 from . import fit  # noqa: E402,F401  fit
 
 

@@ -20,7 +20,7 @@ def synth(
     out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD toy layout); replaced atomically."),
     folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV (filename,test_fold): use only the volumes of --fold."),
     fold: int = typer.Option(0, "--fold", help="Which fold to take from --folds."),
-    kinds: str = typer.Option("all", "--kinds", help="Comma-separated kinds: ellipsoid,uniform,noise,sink,source,shift,reflect,patch (or all)."),
+    kinds: str = typer.Option("local", "--kinds", help="Comma-separated kinds or groups. local (default): ellipsoid,uniform,noise,sink,source,shift,reflect,patch; global (the whole volume changed): gamma,noise_level,blur,bias_field,ghosting,modality,rescale,translate; all: both."),
     per_volume: str = typer.Option("1-3", "--per-volume", help="Anomaly regions per anomalous case: a count (2) or a range (1-3)."),
     cases_per_volume: Optional[int] = typer.Option(None, "--cases-per-volume", help="Anomalous cases per volume, kinds drawn at random (default: one per kind)."),
     shape: Optional[str] = typer.Option(None, "--shape", help="Force the region shape: sphere, ellipsoid or smooth (default: random)."),
@@ -28,16 +28,16 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same bytes."),
 ) -> None:
     """Make a validation set with synthetic anomalies: OUT/toy, OUT/toy_label/{pixel,sample}, OUT/manifest.csv."""
-    from ..data.synth import make_synthetic_set, read_fold_ids
-    from ..volumes import list_volumes, volume_id
+    from ..data.folds import paths_of_split
+    from ..data.synth import make_synthetic_set
+    from ..volumes import list_volumes
 
     edges = {"soft": True, "hard": False, "mixed": None}
     if edge not in edges:
         raise MoodError(f"--edge {edge!r}: expected soft, hard or mixed")
     paths = list_volumes(inputs)
     if folds is not None:
-        ids = read_fold_ids(folds, fold)
-        paths = [p for p in paths if volume_id(p) in ids]
+        paths = paths_of_split(paths, folds, fold, "val")
         if not paths:
             raise MoodError(f"{folds}: no volume of {inputs} is in fold {fold}")
     rows = make_synthetic_set(paths, out, kinds, per_volume, seed, cases_per_volume=cases_per_volume, shape=shape, soft=edges[edge])
@@ -76,34 +76,32 @@ def baseline_fit(
     fold: int = typer.Option(0, "--fold", help="Validation fold left out when --folds is given."),
     bins: int = typer.Option(256, "--bins", help="Intensity histogram bins over [0,1]."),
     sigma: float = typer.Option(1.0, "--sigma", help="Spatial smoothing of the voxel scores (voxels)."),
-    seed: int = typer.Option(0, "--seed", help="Seed (choice of calibration volumes and voxels)."),
+    seed: int = typer.Option(0, "--seed", help="Seed (choice of the calibration volumes and voxels)."),
 ) -> None:
-    """Fit the intensity-histogram baseline on healthy volumes."""
-    from ..baselines.histogram import HistogramDetector
-    from ..data.synth import read_fold_ids
-    from ..volumes import list_volumes, volume_id
+    """Fit the intensity-histogram baseline on healthy volumes, and the shared shell's calibration on them."""
+    from ..data.folds import paths_of_split
+    from ..methods.histogram.model import fit_histogram
+    from ..volumes import list_volumes
 
     if not str(out).endswith(".npz"):
         raise MoodError(f"{out}: the baseline model file must end in .npz")
     paths = list_volumes(inputs)
     if folds is not None:
-        held_out = read_fold_ids(folds, fold)
-        paths = [p for p in paths if volume_id(p) not in held_out]
+        paths = paths_of_split(paths, folds, fold, "train")
         if not paths:
             raise MoodError(f"{folds}: every volume of {inputs} is in fold {fold}; nothing to train on")
-    det = HistogramDetector.fit(paths, bins=bins, sigma=sigma, seed=seed)
-    det.save(out)
+    fit_histogram(paths, out, bins=bins, sigma=sigma, seed=seed)
     typer.echo(f"fitted the histogram baseline on {len(paths)} volumes; wrote {out}")
 
 
 @app.command()
 def predict(
-    model: Path = typer.Option(..., "--model", help="Model file: a baseline .npz or an ensemble .yaml."),
+    model: Path = typer.Option(..., "--model", help="Model file: a detector .yaml (any methods) or a baseline .npz."),
     task: str = typer.Option(..., "--task", help="pixel (a score volume per input), sample (one score per input) or both (one pass, both files)."),
     inputs: Path = typer.Option(..., "-i", "--input", help="Folder of volumes to score (*.nii.gz)."),
     out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD layout)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic; ignored by the baseline)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass (DPA ensembles; ignored by the baseline)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass of slice models (ignored by volume models such as the baseline)."),
 ) -> None:
     """Score every volume of a folder and write MOOD-format predictions; exit 2 if any input failed."""
     from ..inference.detectors import load_detector

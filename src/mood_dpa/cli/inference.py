@@ -12,16 +12,19 @@ from .app import app
 
 @app.command("ensemble")
 def ensemble_cmd(
-    models: list[Path] = typer.Argument(..., help="Trained model files (RUN_DIR/model.pt), typically one per axis."),
+    models: list[Path] = typer.Argument(..., help="Model files of any methods (RUN_DIR/model.pt per axis, a baseline .npz ...); grouped by method into members."),
     out: Path = typer.Option(..., "-o", "--output", help="Ensemble YAML to write (model paths are stored relative to it)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated weight per model (default: equal)."),
-    combine: str = typer.Option("mean", "--combine", help="How axis maps combine per voxel: mean, max or mean_covered."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated weight per model file (default: equal)."),
+    combine: str = typer.Option("mean", "--combine", help="How a member's axis maps combine per voxel: mean, max or mean_covered."),
+    member_combine: str = typer.Option("mean", "--member-combine", help="How members' calibrated maps combine: mean, max or weighted (calibrate --val chooses)."),
     background: Optional[float] = typer.Option(0.0, "--background", help="Voxels <= this intensity score 0 (background mask)."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the ensemble (default: the file name)."),
 ) -> None:
-    """Combine trained axis models into one detector file for `predict` (calibrate it next)."""
+    """Combine model files (one method or several) into one detector file for `predict` (calibrate it next).
+
+    Files are grouped by the method their file declares: e.g. three DPA axis files make one member, a histogram .npz another. Each member gets its own calibration; `calibrate --val` chooses how the members combine."""
     from ..errors import MoodError
-    from ..inference.ensemble import write_ensemble
+    from ..inference.detector import read_spec, write_ensemble
 
     w = None
     if weights:
@@ -29,8 +32,12 @@ def ensemble_cmd(
             w = [float(x) for x in weights.split(",")]
         except ValueError:
             raise MoodError(f"--weights {weights!r}: expected comma-separated numbers") from None
-    path = write_ensemble(out, models, w, combine=combine, background_threshold=background, name=name)
-    typer.echo(f"wrote {path} with {len(models)} models (combine: {combine}); next: mood-dpa calibrate --ensemble {path} -i NORMAL_VOLUMES")
+    if member_combine not in ("mean", "max", "weighted"):
+        raise MoodError(f"--member-combine {member_combine!r}: expected mean, max or weighted")
+    path = write_ensemble(out, models, w, combine=combine, member_combine=member_combine, background_threshold=background, name=name)
+    members = ", ".join(f"{m.name} ({len(m.models)})" for m in read_spec(path).members)
+    typer.echo(f"wrote {path} with {len(models)} model files in members {members} (combine: {combine}); "
+               f"next: mood-dpa calibrate --ensemble {path} -i NORMAL_VOLUMES --val TUNING_SET")
 
 
 @app.command("calibrate")
@@ -38,7 +45,7 @@ def calibrate_cmd(
     ensemble: Path = typer.Option(..., "--ensemble", "-e", help="Ensemble YAML to calibrate (rewritten atomically)."),
     inputs: Path = typer.Option(..., "-i", "--input", help="Folder of NORMAL validation volumes (e.g. the validation fold)."),
     val: Optional[Path] = typer.Option(
-        None, "--val", help="Labelled validation set in the MOOD toy layout (`mood-dpa synth` output): chooses the sample rule."
+        None, "--val", help="Labelled tuning set in the MOOD toy layout (`mood-dpa synth` output): chooses the member and sample rules. Do not evaluate on it."
     ),
     val_labels: Optional[Path] = typer.Option(None, "--val-labels", help="Sample label folder (<name>.txt) if not --val/toy_label/sample."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic)."),
@@ -48,28 +55,27 @@ def calibrate_cmd(
     folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: use only the volumes of --fold from --input."),
     fold: int = typer.Option(0, "--fold", help="The fold taken from --input when --folds is given."),
 ) -> None:
-    """Fit the map raw score -> [0, 1] on normal volumes (and choose the sample rule on --val); store both in the ensemble."""
+    """Fit the calibrations on normal volumes (and choose the member and sample rules on --val); store them in the detector file."""
     from ..errors import MoodError
-    from ..inference.ensemble import calibrate_ensemble
+    from ..inference.detector import calibrate_ensemble
 
     if samples_per_volume < 2:
         raise MoodError("--samples-per-volume must be at least 2")
     normals = inputs
     if folds is not None:
-        from ..data.folds import read_folds, split_ids
-        from ..volumes import list_volumes, volume_id
+        from ..data.folds import paths_of_split
+        from ..volumes import list_volumes
 
-        ids = split_ids(read_folds(folds), fold, "val")
-        normals = [p for p in list_volumes(inputs) if volume_id(p) in ids]
+        normals = paths_of_split(list_volumes(inputs), folds, fold, "val")
         if not normals:
             raise MoodError(f"{inputs}: no volume of fold {fold} of {folds}")
     info = calibrate_ensemble(
         ensemble, normals, val_dir=val, val_labels=val_labels, device=device, batch_size=batch_size,
         seed=seed, samples_per_volume=samples_per_volume,
     )
-    extra = ""
+    extra = f"; members combine by {info['member_combine']}" if "member_combine" in info else ""
     if "sample_rule_ap" in info:
-        extra = f"; sample rule {info['sample_rule']} (AP {max(info['sample_rule_ap'].values()):.3f} on {info['validation_volumes']} volumes)"
+        extra += f"; sample rule {info['sample_rule']} (AP {max(info['sample_rule_ap'].values()):.3f} on {info['validation_volumes']} volumes)"
     typer.echo(
         f"calibrated {ensemble} on {info['samples']} voxels of {info['normal_volumes']} normal volumes"
         f" (raw normal max {info['raw_normal_max']:.4g}){extra} in {info['seconds']:.1f} s"

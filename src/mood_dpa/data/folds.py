@@ -75,3 +75,14 @@ def split_ids(folds: dict[str, int], fold: int, split: Split) -> set[str]:
     if split == "train":
         return {v for v, f in folds.items() if f != fold}
     raise MoodError(f"unknown split {split!r} (train, val or all)")
+
+
+def paths_of_split(paths: Iterable[str | os.PathLike], folds: str | os.PathLike | dict[str, int], fold: int,
+                   split: Split) -> list[Path]:
+    """The ``paths`` whose volume id is in ``split`` of ``fold`` (``folds``: a folds CSV or a read table).
+
+    The ONE fold filter of the command line and the demo: ``val`` = the volumes of the fold (calibration,
+    synthetic validation sets), ``train`` = all the others (fitting)."""
+    table = folds if isinstance(folds, dict) else read_folds(folds)
+    ids = split_ids(table, fold, split)
+    return [Path(p) for p in paths if volume_id(p) in ids]

@@ -8,6 +8,12 @@ Rules (MOOD_PROTOCOL.md, followed to the letter):
   names the case). All voxels of all cases are pooled into ONE average precision.
 - Sample level: label = int(first line); prediction = float(first line) clipped to [0, 1]; missing or
   unparsable = 0.0 (with a warning). AP over cases.
+- Localisation (pixel level, beside AP): ``best_dice`` = the best Dice of one global threshold over
+  the pooled voxels (same float16 histogram as AP), and ``hit_rate`` = the share of anomalous cases
+  whose hottest connected region overlaps the anomaly (``metrics.case_hit`` defines it).
+- Scopes: with a manifest, every kind belongs to ``scope`` local (a region changed) or global (the
+  whole volume changed); ``per_scope`` gives each scope's cases pooled with all normal cases, so the
+  sample level of local and global anomalies can be read apart.
 - A NaN prediction is an error naming the file.
 
 The pooled pixel AP is exact and streaming: each case adds a count histogram over the 15,361 float16
@@ -35,7 +41,16 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import MoodError
 from ..progress import track
-from .metrics import N_CODES, ScoreHistogram, average_precision, histogram_ap, histogram_roc_auc, roc_auc
+from .metrics import (
+    N_CODES,
+    ScoreHistogram,
+    average_precision,
+    case_hit,
+    histogram_ap,
+    histogram_best_dice,
+    histogram_roc_auc,
+    roc_auc,
+)
 
 TASKS = ("pixel", "sample")
 NORMAL_KIND = "normal"
@@ -53,6 +68,12 @@ class EvalResult:
     negatives: int
     per_kind: dict = field(default_factory=dict)
     bootstrap: dict | None = None
+    # pixel level only (NaN / None at sample level): localisation beside AP
+    best_dice: float = float("nan")
+    best_dice_threshold: float = float("nan")
+    hit_rate: float = float("nan")
+    hit_cases: int = 0
+    per_scope: dict = field(default_factory=dict)
     missing: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     case_names: list = field(default_factory=list)
@@ -70,7 +91,12 @@ class EvalResult:
                 "cases": self.cases,
                 "positives": self.positives,
                 "negatives": self.negatives,
+                "best_dice": self.best_dice,
+                "best_dice_threshold": self.best_dice_threshold,
+                "hit_rate": self.hit_rate,
+                "hit_cases": self.hit_cases,
                 "per_kind": self.per_kind,
+                "per_scope": self.per_scope,
                 "bootstrap": self.bootstrap or {},
                 "missing": self.missing,
                 "warnings": self.warnings,
@@ -150,8 +176,10 @@ def read_prediction_volume(path: Path) -> np.ndarray:
     return np.asanyarray(img.get_fdata(dtype=np.float16, caching="unchanged"))
 
 
-def pixel_case_histogram(pred_path: Path, label_path: Path, warn: Callable[[str], None]) -> tuple[ScoreHistogram, bool]:
-    """(histogram of one case, prediction was missing / unusable)."""
+def pixel_case_histogram(
+    pred_path: Path, label_path: Path, warn: Callable[[str], None]
+) -> tuple[ScoreHistogram, bool, bool | None]:
+    """(histogram of one case, prediction was missing / unusable, hit: see ``metrics.case_hit``)."""
     label, shape = read_label_volume(label_path)
     hist = ScoreHistogram()
     pred = None
@@ -170,11 +198,11 @@ def pixel_case_histogram(pred_path: Path, label_path: Path, warn: Callable[[str]
         n_pos = int(np.count_nonzero(label))
         hist.pos[0] = n_pos
         hist.neg[0] = label.size - n_pos
-        return hist, True
+        return hist, True, (False if n_pos else None)
     # nibabel hands both arrays over in Fortran order: flatten them the same way without copying
     order = "F" if pred.flags.f_contiguous and label.flags.f_contiguous else "C"
     hist.add(pred.ravel(order=order), label.ravel(order=order), what=str(pred_path))
-    return hist, False
+    return hist, False, case_hit(pred, label)
 
 
 # ---------------------------------------------------------------- reading (sample)
@@ -220,6 +248,29 @@ def _kind_map(manifest: str | os.PathLike | None, names: Sequence[str], warn) ->
     if unknown:
         warn(f"{len(unknown)} cases are not in the manifest (e.g. {unknown[0]}); left out of the per-kind table")
     return kinds
+
+
+SCOPES = ("local", "global")
+
+
+def kind_scope(kind: str) -> str:
+    """local or global, from the synth kind registry (a manifest without a scope column, or a foreign kind: local)."""
+    from ..data.synth.global_kinds import GLOBAL_KINDS
+
+    return "global" if kind in GLOBAL_KINDS else "local"
+
+
+def _scope_map(manifest) -> dict[str, str]:
+    """kind -> scope from the manifest's ``scope`` column (absent in manifests older than it: {})."""
+    from ..data.synth.layout import read_manifest
+
+    return {r["kind"]: r["scope"] for r in read_manifest(manifest) if r.get("scope") in SCOPES}
+
+
+def _hit_rate(hits: np.ndarray) -> tuple[float, int]:
+    """(share of hits, cases counted) over the cases with an anomaly (NaN entries are normal cases)."""
+    hits = hits[np.isfinite(hits)]
+    return (float(hits.mean()) if hits.size else float("nan")), int(hits.size)
 
 
 def _percentiles(values: np.ndarray) -> dict:
@@ -298,9 +349,12 @@ def evaluate_folder(
     if task == "pixel":
         pos = np.zeros((len(files), N_CODES), np.int64)
         neg = np.zeros((len(files), N_CODES), np.int64)
+        hits = np.full(len(files), np.nan)  # 1 hit, 0 miss, NaN: no anomaly in the case
         for i, lab_path in enumerate(items):
-            hist, miss = pixel_case_histogram(pred_dir / lab_path.name, lab_path, warn)
+            hist, miss, hit = pixel_case_histogram(pred_dir / lab_path.name, lab_path, warn)
             pos[i], neg[i] = hist.pos, hist.neg
+            if hit is not None:
+                hits[i] = float(hit)
             if miss:
                 missing.append(names[i])
         total = ScoreHistogram(pos.sum(axis=0), neg.sum(axis=0))
@@ -309,8 +363,11 @@ def evaluate_folder(
 
         def metrics_of(index: np.ndarray) -> dict:
             h_pos, h_neg = pos[index].sum(axis=0), neg[index].sum(axis=0)
+            dice, threshold = histogram_best_dice(h_pos, h_neg)
+            rate, n_hit = _hit_rate(hits[index])
             return {"ap": float(histogram_ap(h_pos, h_neg)), "roc_auc": float(histogram_roc_auc(h_pos, h_neg)),
-                    "cases": int(index.size), "positives": int(h_pos.sum())}
+                    "cases": int(index.size), "positives": int(h_pos.sum()), "negatives": int(h_neg.sum()), "best_dice": dice,
+                    "best_dice_threshold": threshold, "hit_rate": rate, "hit_cases": n_hit}
 
         def boot() -> dict:
             return bootstrap_pixel_ap(pos, neg, bootstrap, seed)
@@ -327,7 +384,7 @@ def evaluate_folder(
 
         def metrics_of(index: np.ndarray) -> dict:
             return {"ap": average_precision(scores[index], labs[index]), "roc_auc": roc_auc(scores[index], labs[index]),
-                    "cases": int(index.size), "positives": int(labs[index].sum())}
+                    "cases": int(index.size), "positives": int(labs[index].sum()), "negatives": int((~labs[index]).sum())}
 
         def boot() -> dict:
             return bootstrap_sample_ap(scores, labs, bootstrap, seed)
@@ -335,16 +392,29 @@ def evaluate_folder(
     if n_pos == 0:
         warn("no positive label anywhere: AP is undefined")
     per_kind: dict[str, dict] = {}
-    kinds = _kind_map(manifest, names, warn)
+    per_scope: dict[str, dict] = {}
+    kinds, scopes = _kind_map(manifest, names, warn), {}
     if kinds:
+        scopes = _scope_map(manifest)
         case_kinds = np.array([kinds.get(n, "") for n in names])
         normal = np.flatnonzero(case_kinds == NORMAL_KIND)
-        for kind in sorted(set(case_kinds) - {NORMAL_KIND, ""}):
+        found = set(case_kinds) - {NORMAL_KIND, ""}
+        for kind in sorted(found, key=lambda k: (scopes.get(k, kind_scope(k)) != "local", k)):  # local kinds first
             index = np.concatenate([np.flatnonzero(case_kinds == kind), normal])
-            per_kind[kind] = metrics_of(index)
+            per_kind[kind] = {**metrics_of(index), "scope": scopes.get(kind, kind_scope(kind))}
+        for scope in SCOPES:
+            members = [k for k, m in per_kind.items() if m["scope"] == scope]
+            if members:
+                index = np.concatenate([np.flatnonzero(np.isin(case_kinds, members)), normal])
+                per_scope[scope] = {**metrics_of(index), "kinds": members}
+    localisation = {}
+    if task == "pixel":
+        dice, threshold = histogram_best_dice(total.pos, total.neg)
+        rate, n_hit = _hit_rate(hits)
+        localisation = {"best_dice": dice, "best_dice_threshold": threshold, "hit_rate": rate, "hit_cases": n_hit}
     return EvalResult(
-        task=task, ap=ap, roc_auc=auc, cases=len(files), positives=n_pos, negatives=n_neg,
-        per_kind=per_kind, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
+        task=task, ap=ap, roc_auc=auc, cases=len(files), positives=n_pos, negatives=n_neg, **localisation,
+        per_kind=per_kind, per_scope=per_scope, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
         case_names=names, histogram=total if task == "pixel" else None,
         scores=scores if task == "sample" else None, labels=labs if task == "sample" else None,
     )
@@ -356,22 +426,39 @@ def write_json(result: EvalResult, path: str | os.PathLike) -> Path:
 
 
 def result_table(result: EvalResult, title: str | None = None):
-    """A small rich Table: overall and per-kind AP / ROC-AUC (and the bootstrap interval)."""
+    """A small rich Table: overall, per-scope and per-kind AP / ROC-AUC (pixel level: best Dice and hit
+    rate too), and the bootstrap interval."""
     from rich.table import Table
 
     def fmt(x) -> str:
         return "-" if x is None or not math.isfinite(float(x)) else f"{float(x):.4f}"
 
-    unit = "voxels" if result.task == "pixel" else "cases"
+    pixel = result.task == "pixel"
+    unit = "voxels" if pixel else "cases"
     table = Table(title=title or f"MOOD {result.task}-level evaluation")
     table.add_column("kind")
     table.add_column("cases", justify="right")
     table.add_column(f"positive {unit}", justify="right")
     table.add_column("AP", justify="right")
     table.add_column("ROC-AUC", justify="right")
-    table.add_row("all", str(result.cases), str(result.positives), fmt(result.ap), fmt(result.roc_auc), style="bold")
+    if pixel:
+        table.add_column("best Dice", justify="right")
+        table.add_column("hit rate", justify="right")
+
+    def row(name: str, m: dict, **style) -> None:
+        cells = [name, str(m["cases"]), str(m["positives"]), fmt(m["ap"]), fmt(m["roc_auc"])]
+        if pixel:
+            hit = "-" if not m.get("hit_cases") else f"{fmt(m['hit_rate'])} ({m['hit_cases']})"
+            cells += [fmt(m.get("best_dice")), hit]
+        table.add_row(*cells, **style)
+
+    row("all", {"cases": result.cases, "positives": result.positives, "ap": result.ap, "roc_auc": result.roc_auc,
+                "best_dice": result.best_dice, "hit_rate": result.hit_rate, "hit_cases": result.hit_cases}, style="bold")
+    if len(result.per_scope) > 1:
+        for scope, m in result.per_scope.items():
+            row(f"{scope} kinds", m, style="italic")
     for kind, m in result.per_kind.items():
-        table.add_row(kind, str(m["cases"]), str(m["positives"]), fmt(m["ap"]), fmt(m["roc_auc"]))
+        row(kind if m.get("scope", "local") == "local" else f"{kind} (global)", m)
     if result.bootstrap:
         b = result.bootstrap
         table.caption = f"bootstrap ({b['n']} case resamples, seed {b['seed']}): AP {fmt(b['mean'])} [{fmt(b['ci95'][0])}, {fmt(b['ci95'][1])}]"

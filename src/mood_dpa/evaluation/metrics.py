@@ -14,6 +14,9 @@ Public API
   row per bootstrap replicate).
 - :func:`average_precision`, :func:`roc_auc` - exact metrics of arbitrary float scores by sorting
   (used for the sample level, a few hundred scores).
+- :func:`histogram_best_dice` / ``ScoreHistogram.best_dice()`` - the best Dice over every float16
+  threshold of the pooled voxels, from the same histogram (localisation beside AP).
+- :func:`case_hit` - does one case's hottest connected region overlap its anomaly (the hit rate).
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ class ScoreHistogram:
         """Exact ROC-AUC (ties count one half, as sklearn); NaN without positives or negatives."""
         return float(histogram_roc_auc(self.pos, self.neg))
 
+    def best_dice(self) -> float:
+        """Best Dice over all float16 thresholds (see :func:`histogram_best_dice`); NaN without positives."""
+        return float(histogram_best_dice(self.pos, self.neg)[0])
+
 
 def histogram_ap(pos: np.ndarray, neg: np.ndarray) -> np.ndarray | float:
     """Average precision from per-threshold counts, ordered by increasing score.
@@ -137,6 +144,85 @@ def histogram_roc_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray | float:
         auc = np.sum(neg * (above + 0.5 * pos), axis=-1) / (n_pos * n_neg)
     auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
     return auc if auc.ndim else float(auc)
+
+
+def histogram_best_dice(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    """(best Dice, its threshold) over the segmentations ``score >= t`` for every float16 code ``t``.
+
+    Why: AP does not say whether a usable segmentation exists; anomaly-segmentation studies report
+    the best Dice a single global threshold can reach. With TP(t), FP(t) the positives / negatives at
+    or above code ``t`` and FN = P - TP(t): Dice(t) = 2 TP / (2 TP + FP + FN) = 2 TP / (TP + FP + P).
+    The threshold is the float16 value of the best code (the highest one when several tie); a
+    threshold above every score (an empty segmentation, Dice 0) is allowed. NaN (and threshold NaN)
+    when there is no positive. Counts in, two numbers out: memory does not grow with the voxels.
+    """
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1)
+    neg = np.asarray(neg, dtype=np.float64).reshape(-1)
+    total = float(pos.sum())
+    if total <= 0:
+        return float("nan"), float("nan")
+    tp = np.cumsum(pos[::-1])[::-1]  # at or above each code
+    fp = np.cumsum(neg[::-1])[::-1]
+    dice = 2.0 * tp / (tp + fp + total)
+    best = int(dice.size - 1 - np.argmax(dice[::-1]))  # the highest code among equal best values
+    if dice[best] <= 0.0:
+        return 0.0, float("nan")
+    threshold = float(np.uint16(best).view(np.float16)) if pos.size == N_CODES else float(best)
+    return float(dice[best]), threshold
+
+
+#: Hit rate: the hottest region is grown over voxels >= max(PEAK_FRACTION x case max, the case's top
+#: TOP_FRACTION quantile) (see :func:`case_hit`).
+PEAK_FRACTION = 0.5
+TOP_FRACTION = 1e-3
+
+
+def case_hit(
+    scores: np.ndarray, labels: np.ndarray, *, peak_fraction: float = PEAK_FRACTION, top_fraction: float = TOP_FRACTION
+) -> bool | None:
+    """Does the case's hottest connected region overlap its anomaly? None when the case has no anomaly.
+
+    Definition (scores read as MOOD reads them: float16, clipped to [0, 1]; ``labels`` > 0 anomalous):
+
+    * ``m`` = the case maximum; a case whose map is 0 everywhere (or missing) is a miss.
+    * threshold ``t`` = the larger of ``peak_fraction * m`` and the lowest score ``c`` such that at
+      most ``k = ceil(top_fraction * voxels)`` voxels are ``>= c`` (``m`` itself when the maximum is
+      tied over more than ``k`` voxels): the region is both near the peak and small (never more than
+      the top 0.1 % of the volume, a tied maximum aside), so a broad plateau of normal tissue above
+      half the peak cannot reach a far-away lesion and count as a hit.
+    * the hottest region = the 26-connected components (``scipy.ndimage.label``) of ``score >= t``
+      that contain a voxel equal to ``m`` (all of them when the maximum is tied: no dependence on
+      voxel order).
+    * the case hits when that region intersects the label. A map that is flat at its maximum
+      over the whole volume makes one region of everything and hits any anomaly: read the hit rate
+      beside AP and best Dice.
+    """
+    from scipy import ndimage
+
+    codes = float16_codes(scores)
+    lab = np.asarray(labels) > 0
+    if codes.shape != lab.shape:
+        raise ValueError(f"scores of shape {codes.shape} but labels of shape {lab.shape}")
+    if not lab.any():
+        return None
+    flat = codes.reshape(-1)
+    top = int(flat.max())
+    if top == 0:
+        return False
+    counts = np.bincount(flat, minlength=N_CODES)
+    k = max(1, int(np.ceil(top_fraction * flat.size)))
+    at_or_above = np.cumsum(counts[::-1])[::-1]
+    within = np.flatnonzero(at_or_above <= k)  # codes whose 'score >= code' set holds at most k voxels
+    kth = min(int(within[0]), top) if within.size else top
+    values = np.arange(N_CODES, dtype=np.uint16).view(np.float16).astype(np.float64)
+    half = int(np.searchsorted(values, peak_fraction * values[top], side="left"))  # first code >= peak_fraction * m
+    mask = codes >= max(kth, half)  # always holds the maximum
+    # label only the bounding box of the hot voxels (they are few; the volume may be 256^3)
+    idx = np.nonzero(mask)
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+    components, _ = ndimage.label(mask[box], structure=np.ones((3,) * mask.ndim, bool))
+    hottest = np.unique(components[codes[box] == top])
+    return bool(np.isin(components[lab[box]], hottest[hottest > 0]).any())
 
 
 def _sorted_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

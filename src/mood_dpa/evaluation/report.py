@@ -106,34 +106,76 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
-def _table(methods: Sequence[MethodResult], level: str) -> str:
-    kinds = sorted({k for m in methods for k in getattr(m, level).per_kind})
-    best = {}
-    for col in ["ap", "roc_auc", *kinds]:
-        vals = []
-        for m in methods:
-            r = getattr(m, level)
-            v = getattr(r, col) if col in ("ap", "roc_auc") else r.per_kind.get(col, {}).get("ap", np.nan)
-            vals.append(v if np.isfinite(v) else -np.inf)
-        best[col] = max(vals)
-    head = "".join(f"<th>AP {html.escape(k)}</th>" for k in kinds)
-    ref = getattr(methods[0], level)
-    chance = ref.positives / max(ref.positives + ref.negatives, 1)
+def _pixel_headline(r: EvalResult) -> dict:
+    """The pixel row's overall numbers: the local kinds pooled with the normal cases when the set also
+    holds global kinds (whose labels are the whole foreground), else every case, as MOOD pools them."""
+    if "global" in r.per_scope and "local" in r.per_scope:
+        return r.per_scope["local"]
+    return {"ap": r.ap, "roc_auc": r.roc_auc, "best_dice": r.best_dice, "hit_rate": r.hit_rate,
+            "cases": r.cases, "positives": r.positives, "negatives": r.negatives}
+
+
+def _columns(methods: Sequence[MethodResult], level: str) -> tuple[list[tuple[str, object]], list[str]]:
+    """(header, getter) pairs of a level's table, and the local kinds it lists."""
+    results = [getattr(m, level) for m in methods]
+    kinds = sorted({k for r in results for k, m in r.per_kind.items() if level == "sample" or m.get("scope", "local") == "local"})
+    if level == "pixel":
+        cols = [("AP", lambda r: _pixel_headline(r)["ap"]), ("ROC-AUC", lambda r: _pixel_headline(r)["roc_auc"]),
+                ("best Dice", lambda r: _pixel_headline(r).get("best_dice", np.nan)),
+                ("hit rate", lambda r: _pixel_headline(r).get("hit_rate", np.nan))]
+    else:
+        cols = [("AP", lambda r: r.ap), ("ROC-AUC", lambda r: r.roc_auc)]
+        scopes = [s for s in ("local", "global") if any(s in r.per_scope for r in results)]
+        if len(scopes) > 1:
+            for s in scopes:
+                cols += [(f"AP {s}", lambda r, s=s: r.per_scope.get(s, {}).get("ap", np.nan)),
+                         (f"ROC-AUC {s}", lambda r, s=s: r.per_scope.get(s, {}).get("roc_auc", np.nan))]
+    cols += [(f"AP {k}", lambda r, k=k: r.per_kind.get(k, {}).get("ap", np.nan)) for k in kinds]
+    return cols, kinds
+
+
+def _html_table(methods: Sequence[MethodResult], level: str, cols: list[tuple[str, object]]) -> str:
+    """One row per method, the best value of every column in bold."""
+    grid = [[float(get(getattr(m, level))) if get(getattr(m, level)) is not None else np.nan for _, get in cols] for m in methods]
+    grid = np.asarray(grid, np.float64).reshape(len(methods), len(cols))
+    best = np.where(np.isfinite(grid), grid, -np.inf).max(axis=0) if len(methods) else []
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)
     rows = []
-    for m in methods:
-        r = getattr(m, level)
+    for i, m in enumerate(methods):
         cells = []
-        for col in ["ap", "roc_auc", *kinds]:
-            v = getattr(r, col) if col in ("ap", "roc_auc") else r.per_kind.get(col, {}).get("ap", np.nan)
-            strong = np.isfinite(v) and v == best[col]
+        for j in range(len(cols)):
+            v = grid[i, j]
+            strong = np.isfinite(v) and v == best[j]
             cells.append(f"<td>{'<b>' if strong else ''}{_fmt(v)}{'</b>' if strong else ''}</td>")
         rows.append(f"<tr><th>{html.escape(m.name)}</th>{''.join(cells)}</tr>")
-    return (
-        f"<table><tr><th>method</th><th>AP</th><th>ROC-AUC</th>{head}</tr>{''.join(rows)}</table>"
-        f"<p class=small>{ref.cases} cases, {ref.positives:,} positive {'voxels' if level == 'pixel' else 'cases'}: "
-        f"a detector that guesses has AP {chance:.4f} (the positive rate) and ROC-AUC 0.5. "
-        f"Per-kind AP: that kind's anomalous cases pooled with all normal cases. Best in bold.</p>"
-    )
+    return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _table(methods: Sequence[MethodResult], level: str) -> str:
+    cols, kinds = _columns(methods, level)
+    ref = getattr(methods[0], level)
+    head = _pixel_headline(ref) if level == "pixel" else {"cases": ref.cases, "positives": ref.positives, "negatives": ref.negatives}
+    n_pos = int(head["positives"])
+    chance = n_pos / max(n_pos + int(head.get("negatives", ref.negatives)), 1)
+    parts = [_html_table(methods, level, cols)]
+    note = (f"{head['cases']} cases, {n_pos:,} positive {'voxels' if level == 'pixel' else 'cases'}: "
+            + f"a detector that guesses has AP {chance:.4f} (the positive rate) and ROC-AUC 0.5. "
+            + "Per-kind AP: that kind's anomalous cases pooled with all normal cases. Best in bold.")
+    if level == "pixel":
+        note += (" Best Dice: the best Dice of one threshold over the pooled voxels; hit rate: the share of anomalous"
+                 " cases whose hottest connected region (voxels at or above half the case maximum, at most its top"
+                 " 0.1 %) touches the anomaly.")
+        if "global" in ref.per_scope:
+            note += " The set also holds global kinds (the whole volume changed): this table is on the local kinds only."
+        loc = [(f"{what} {k}", lambda r, k=k, key=key: r.per_kind.get(k, {}).get(key, np.nan))
+               for k in kinds for what, key in (("Dice", "best_dice"), ("hit", "hit_rate"))]
+        if loc and any("best_dice" in getattr(m, level).per_kind.get(k, {}) for m in methods for k in kinds):
+            parts.append("<p class=small>Localisation per kind (best Dice, hit rate):</p>" + _html_table(methods, level, loc))
+    elif len([s for s in ("local", "global") if s in ref.per_scope]) > 1:
+        note += (" AP local / global: the local kinds (one region changed) or the global kinds (the whole volume"
+                 " changed), each pooled with all normal cases.")
+    parts.insert(1, f"<p class=small>{note}</p>")
+    return "".join(parts)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

@@ -8,14 +8,14 @@ these members works with :func:`mood_dpa.inference.predict.predict_folder`::
         def score_volume(self, data: np.ndarray) -> np.ndarray: ...   # float32, same shape, finite, in [0,1]
         def sample_score(self, data: np.ndarray, voxel_scores: np.ndarray) -> float: ...   # in [0,1]
 
-:func:`load_detector` opens a model file: ``*.npz`` with ``detector=histogram`` (the baseline) or an
-ensemble ``*.yaml`` / ``*.yml`` (DPA, through ``mood_dpa.inference.ensemble.load_ensemble``).
+:func:`load_detector` opens a model file: a lone ``*.npz`` model of any registered method (e.g.
+``detector=histogram``, scored through the shared shell with the calibration it carries) or a
+detector ``*.yaml`` / ``*.yml`` (any members, through ``mood_dpa.inference.detector.load_ensemble``).
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -33,28 +33,12 @@ class Detector(Protocol):
     def sample_score(self, data: np.ndarray, voxel_scores: np.ndarray) -> float: ...
 
 
-def _load_npz(path: Path):
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise MoodError(f"{path}: not a readable .npz model file ({exc})") from None
-    with z:
-        if "detector" not in z.files:
-            raise MoodError(f"{path}: .npz file without a 'detector' entry; not a mood-dpa model file")
-        kind = str(z["detector"])
-        if kind == "histogram":
-            from ..baselines.histogram import HistogramDetector
-
-            return HistogramDetector.from_npz(z, path)
-    raise MoodError(f"{path}: unknown detector {kind!r} in model file (known: histogram)")
-
-
 def load_detector(path: str | os.PathLike, device: str | None = None, batch_size: int | None = None) -> Detector:
     """Open a model file as a Detector.
 
     ``device`` (e.g. "cpu", "cuda", "cuda:1"; None = automatic) and ``batch_size`` (slices per forward
-    pass; None = the file's own) are handed to ``load_ensemble`` for ensembles. The histogram
-    baseline ignores both.
+    pass; None = the file's own) go to the shell (a histogram model computes on the CPU whatever
+    the device).
     """
     path = Path(path)
     if not path.is_file():
@@ -63,13 +47,13 @@ def load_detector(path: str | os.PathLike, device: str | None = None, batch_size
         raise MoodError("--batch-size must be at least 1")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        det = _load_npz(path)
-    elif suffix in (".yaml", ".yml"):
-        from .ensemble import load_ensemble  # written by the inference engineer; heavy (torch)
+        from .detector import single_file_detector
+
+        return single_file_detector(path, device, batch_size)
+    if suffix in (".yaml", ".yml"):
+        from .detector import load_ensemble  # heavy (torch)
 
         if batch_size is None:
             return load_ensemble(path, device)
         return load_ensemble(path, device, batch_size=int(batch_size))
-    else:
-        raise MoodError(f"{path}: unknown model file type {path.suffix or '(none)'}; expected a baseline .npz or an ensemble .yaml")
-    return det
+    raise MoodError(f"{path}: unknown model file type {path.suffix or '(none)'}; expected a baseline .npz or an ensemble .yaml")

@@ -12,7 +12,6 @@ pipeline: while volume k is scored, k+1 is being read and k-1 written.
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence
 
 from ..errors import MoodError
@@ -25,8 +24,10 @@ def shard_paths(paths: Sequence, rank: int | None = None, world_size: int | None
     Strided split: rank r gets items r, r + W, r + 2W, ...; every item goes to exactly one rank, and
     each rank writes its own outputs, so no gathering is needed.
     """
-    r = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
-    ws = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else int(world_size)
+    from ..ranks import global_rank, world_size as env_world_size
+
+    r = global_rank() if rank is None else int(rank)
+    ws = env_world_size() if world_size is None else int(world_size)
     if ws < 1 or not 0 <= r < ws:
         raise MoodError(f"bad sharding: rank {r} of world size {ws}")
     return list(paths)[r::ws]

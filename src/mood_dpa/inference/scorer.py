@@ -1,6 +1,13 @@
-"""The volume scorer: 2-D slice models -> one raw anomaly score per voxel, all on the device.
+"""The volume scorer: raw scorers of any method -> one raw anomaly score per voxel, all on the device.
 
-For every model of an ensemble (one axis each, see :class:`AxisModel`):
+Two kinds of raw scorer, produced by the methods (:mod:`mood_dpa.methods.registry`):
+
+* :class:`AxisModel`: a 2-D slice model for one axis (DPA, a 2-D segmenter); the scorer slices,
+  batches, resizes and puts maps back as below;
+* :class:`VolumeModel`: anything that maps the whole volume to a raw map at once (the histogram
+  baseline, a 3-D network with its own sliding window); it covers every voxel.
+
+For every slice model (one axis each):
 
 1. take the slices along the model's axis and keep those the TRAINING rule keeps
    (:func:`mood_dpa.data.slices.kept_indices`, the one rule; seed defect 2);
@@ -12,7 +19,7 @@ For every model of an ensemble (one axis each, see :class:`AxisModel`):
    the volume: the seed's inference rule), as the model file says (seed defect 3: now a stated choice);
 4. resize each map back to its slice's native size (bilinear) and put it into a volume-shaped buffer
    BY ITS SLICE INDEX (``index_copy_``): skipped slices score 0 and never shift later maps (seed defect 1);
-5. combine the models on the device (:data:`COMBINE_RULES`): ``mean`` (weighted mean over all models,
+5. combine the models (slice and volume models alike) on the device (:data:`COMBINE_RULES`): ``mean`` (weighted mean over all models,
    a skipped slice counting as 0; the default), ``max`` (voxel-wise maximum; weights ignored) or ``mean_covered``
    (weighted mean over only the models whose kept slices contain the voxel; 0 where none does).
 
@@ -20,13 +27,12 @@ The only Python loop is over batches of slices. Every axis already lives on the 
 (maps go back to native slice size), so no 3-D resampling is needed.
 
 :func:`score_raw` returns the raw combined scores (a torch tensor on the device). Calibration and the
-background mask are applied by the ensemble detector (:mod:`mood_dpa.inference.ensemble`).
+background mask are applied by the detector shell (:mod:`mood_dpa.inference.detector`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
@@ -59,6 +65,8 @@ class AxisModel:
     normaliser: Normaliser = "slice"
     weight: float = 1.0
     name: str = ""
+    #: bytes of the model's widest activation per slice (sizes the automatic CPU batch); 0 = unknown
+    slice_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.axis not in (0, 1, 2):
@@ -67,6 +75,33 @@ class AxisModel:
             raise MoodError(f"model {self.name!r}: normaliser must be 'slice' or 'volume' (got {self.normaliser!r})")
         if not (self.weight > 0 and np.isfinite(self.weight)):
             raise MoodError(f"model {self.name!r}: weight must be a positive number (got {self.weight})")
+
+
+VolumeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class VolumeModel:
+    """A raw scorer of whole volumes: ``raw_fn(volume)`` takes the 3-D float32 tensor (on the scoring
+    device) and returns a raw map of the same shape (higher = more anomalous; any scale, the shell
+    calibrates it). It covers every voxel (for ``mean_covered``)."""
+
+    raw_fn: VolumeFn
+    weight: float = 1.0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.weight > 0 and np.isfinite(self.weight)):
+            raise MoodError(f"model {self.name!r}: weight must be a positive number (got {self.weight})")
+
+
+@torch.no_grad()
+def volume_map(volume: torch.Tensor, model: VolumeModel) -> torch.Tensor:
+    """One volume model's raw map (float32, shaped like ``volume``, on its device)."""
+    out = torch.as_tensor(model.raw_fn(volume)).to(device=volume.device, dtype=torch.float32)
+    if tuple(out.shape) != tuple(volume.shape):
+        raise MoodError(f"model {model.name!r} returned a map of shape {tuple(out.shape)} for a volume of {tuple(volume.shape)}")
+    return out
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -143,13 +178,14 @@ def axis_map(
 @torch.no_grad()
 def score_raw(
     volume: np.ndarray | torch.Tensor,
-    models: Sequence[AxisModel],
+    models: Sequence["AxisModel | VolumeModel"],
     combine: CombineRule = "mean",
     batch_size: int = 64,
     device: torch.device | str | None = None,
     amp: bool = False,
 ) -> torch.Tensor:
-    """Raw combined scores (float32 tensor on ``device``, shaped like ``volume``) of all models."""
+    """Raw combined scores (float32 tensor on ``device``, shaped like ``volume``) of all models
+    (slice models and volume models alike; a volume model covers every voxel)."""
     if not models:
         raise MoodError("an ensemble needs at least one model")
     if combine not in COMBINE_RULES:
@@ -162,7 +198,10 @@ def score_raw(
     acc: torch.Tensor | None = None
     wsum: torch.Tensor | float = 0.0
     for model in models:
-        m, idx = axis_map(vol, model, batch_size=batch_size, amp=amp)
+        if isinstance(model, VolumeModel):
+            m, idx = volume_map(vol, model), None
+        else:
+            m, idx = axis_map(vol, model, batch_size=batch_size, amp=amp)
         w = float(model.weight)
         if combine == "max":
             acc = m if acc is None else torch.maximum(acc, m, out=acc)
@@ -170,6 +209,8 @@ def score_raw(
         acc = m.mul(w) if acc is None else acc.add_(m, alpha=w)
         if combine == "mean":
             wsum = float(wsum) + w
+        elif idx is None:  # mean_covered, a volume model: it covers every voxel
+            wsum = torch.full_like(vol, w) if isinstance(wsum, float) else wsum.add_(w)
         else:  # mean_covered: weight only where this model's kept slices lie
             seen = torch.zeros(vol.shape[model.axis], dtype=torch.float32, device=dev)
             seen[idx] = w
@@ -189,8 +230,8 @@ def score_raw(
 def device_for_rank(device: str | None = None) -> torch.device:
     """The device a (possibly sharded) prediction process should use.
 
-    An explicit ``device`` wins; otherwise CUDA device ``LOCAL_RANK`` (mod the device count) when CUDA
-    is available, else the CPU.
+    An explicit ``device`` wins; otherwise CUDA device :func:`mood_dpa.ranks.local_rank` (mod the device
+    count) when CUDA is available, else the CPU.
     """
     if device:
         try:
@@ -203,8 +244,9 @@ def device_for_rank(device: str | None = None) -> torch.device:
             raise MoodError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return dev
     if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        return torch.device("cuda", local % torch.cuda.device_count())
+        from ..ranks import local_rank
+
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
     return torch.device("cpu")
 
 

@@ -60,8 +60,8 @@ def _copy_model(src: Path, dest_dir: Path, allow_uncalibrated: bool) -> list[Pat
         return [dest_dir / "model.npz"]
     if suffix not in (".yaml", ".yml"):
         raise MoodError(f"{src}: a submission model must be an ensemble .yaml or a baseline .npz")
-    from .ensemble import EnsembleSpec, read_spec, resolve_calibration, write_spec
     from ..config import validate
+    from .detector import EnsembleSpec, read_spec, resolve_calibration, write_spec
 
     spec = read_spec(src)
     cal = resolve_calibration(spec, src.parent)
@@ -69,7 +69,8 @@ def _copy_model(src: Path, dest_dir: Path, allow_uncalibrated: bool) -> list[Pat
         raise MoodError(f"{src}: the ensemble is not calibrated; run 'mood-dpa calibrate' first (or --allow-uncalibrated)")
     data = spec.model_dump(mode="json")
     written = []
-    for k, entry in enumerate(data["models"]):
+    entries = [entry for member in data["members"] for entry in member["models"]]
+    for k, entry in enumerate(entries):
         p = Path(entry["path"])
         p = p if p.is_absolute() else src.parent / p
         if not p.is_file():

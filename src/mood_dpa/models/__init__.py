@@ -1,3 +1,3 @@
-"""DPA models: VGG19 features (``vgg``), the residual autoencoder (``autoencoder``), the relative
+"""Shared building blocks of the learned methods: the residual autoencoder (``autoencoder``), the relative
 perceptual L1 and pixel-L1 losses (``perceptual``), SimCLR's NT-Xent and network (``ntxent``) and the
-self-contained model file with :class:`~mood_dpa.models.model_file.DPAModel` (``model_file``)."""
+perceptual backbones (``backbones``: a name -> module registry, VGG19 today)."""

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vgg import VGG19Features
+from .backbones.vgg19 import VGG19Features
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -33,7 +33,7 @@ class SimCLRNet(nn.Module):
 
     (Widths scale with ``width`` for the narrow demo networks.) The conv stack is ``self.vgg``, a
     :class:`VGG19Features` with ``layers=None`` (all 37 modules), whose ``features.N.*`` weights are
-    what :func:`mood_dpa.models.vgg.save_vgg_features` exports.
+    what :func:`mood_dpa.models.backbones.vgg19.save_vgg_features` exports.
     """
 
     def __init__(self, width: float = 1.0, hidden: int = 2048, out_dim: int = 256, seed: int = 0) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MoodError
-from .vgg import VGG19Features
+
 
 EPS = 1e-8
 
@@ -43,7 +43,7 @@ def combine_maps(numerators: torch.Tensor, denominators: torch.Tensor, weights: 
 
 
 class RelativePerceptualL1(nn.Module):
-    """Relative perceptual L1 on one or several layers of a frozen :class:`VGG19Features`.
+    """Relative perceptual L1 on one or several layers of a frozen backbone (:mod:`mood_dpa.models.backbones`).
 
     ``weights`` (one per layer of ``features.layers``, default all 1) weight the per-layer terms.
     The VGG is frozen here (``requires_grad=False``, eval mode) and stays frozen in ``train()``.
@@ -51,7 +51,7 @@ class RelativePerceptualL1(nn.Module):
 
     kind = "perceptual"
 
-    def __init__(self, features: VGG19Features, weights: Sequence[float] | None = None) -> None:
+    def __init__(self, features: nn.Module, weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if not features.layers:
             raise MoodError("the perceptual loss needs at least one VGG layer")

@@ -1,4 +1,6 @@
-"""Typed configs of SimCLR pre-training and DPA training (YAML, ``--set key=value`` overrides).
+"""Typed configs shared by every training run (data, trainer) and SimCLR's (YAML, ``--set key=value`` overrides).
+
+Each method's own config (model, loss, optimiser) lives beside it, e.g. :mod:`mood_dpa.methods.dpa.config`.
 
 Relative paths in a config (slice stores, folds file, VGG file, run folder) are taken relative to
 the current working directory, like every other path given on the command line.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ..config import StrictModel
 
@@ -50,59 +52,6 @@ class TrainerConfig(StrictModel):
     image_count: int = Field(8, ge=0, description="slices in the PNG grid written at each validation (0: none)")
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (None: torch's default); 1 helps on busy machines")
     matmul_precision: Literal["highest", "high", "medium"] = Field("high", description="torch float32 matmul precision")
-
-
-class ModelConfig(StrictModel):
-    arch: Literal["residual9", "residual18"] = "residual9"
-    channels: int = Field(128, ge=1, description="C: width of every conv")
-    latent: int = Field(128, ge=1, description="d: latent size (d x 1 x 1)")
-    size: int = Field(128, description="model input size S (slices are resized to SxS); power of two in 32..256")
-
-    @field_validator("size")
-    @classmethod
-    def _pow2(cls, v: int) -> int:
-        if v < 32 or v > 256 or v & (v - 1):
-            raise ValueError("must be a power of two in 32..256")
-        return v
-
-
-class LossConfig(StrictModel):
-    kind: Literal["perceptual", "l1"] = Field("perceptual", description="relative perceptual L1, or plain pixel L1 (reference)")
-    vgg: Optional[str] = Field(None, description="VGG19 weight file (our SimCLR export or torchvision); None: seeded random VGG")
-    vgg_width: float = Field(1.0, gt=0, description="VGG channel multiplier (must match the file)")
-    layers: list[str] = Field(default_factory=lambda: ["relu3_2"], min_length=1)
-    weights: Optional[list[float]] = Field(None, description="one weight per layer (default 1 each)")
-    normaliser: Literal["slice", "volume"] = Field(
-        "volume", description="denominator used at inference: per slice, or one per volume (the seed's)"
-    )
-
-    @model_validator(mode="after")
-    def _weights(self) -> "LossConfig":
-        if self.weights is not None and len(self.weights) != len(self.layers):
-            raise ValueError(f"{len(self.layers)} layer(s) but {len(self.weights)} weight(s)")
-        return self
-
-
-class DPAOptimConfig(StrictModel):
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(64, ge=1, description="per device")
-    max_steps: int = Field(300_000, ge=1)
-    val_every: int = Field(10_000, ge=1, description="validation interval in optimiser steps")
-    min_delta: float = Field(0.002, ge=0, description="early stopping: an improvement must exceed this (absolute)")
-    patience: int = Field(3, ge=1, description="early stopping: validations without improvement")
-    abort_above: float = Field(1e3, gt=0, description="stop with an error when the training loss exceeds this or is not finite")
-
-
-class DPATrainConfig(StrictModel):
-    """``mood-dpa train CONFIG``: one autoencoder for one axis."""
-
-    name: str = "dpa"
-    run_dir: str = Field(description="output folder: checkpoints/, logs/, images/, config.yaml, model.pt")
-    data: DataConfig
-    model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
-    optim: DPAOptimConfig = DPAOptimConfig()
-    trainer: TrainerConfig = TrainerConfig()
 
 
 class AugmentConfig(StrictModel):

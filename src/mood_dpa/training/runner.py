@@ -1,13 +1,20 @@
-"""Entry points: :func:`train_dpa` and :func:`pretrain_simclr` (what the CLI and the demo call).
+"""The ONE training runner every method uses: :func:`run_training` (and SimCLR's :func:`pretrain_simclr`).
+
+A method supplies its data module, its Lightning module and an export (best checkpoint -> its model
+file); the runner does the rest, the same way for every method: run-folder checks and ``--resume``,
+seeding, the Lightning trainer (DDP when several devices, bf16 autocast on a GPU), early stopping on
+the validation loss, the best checkpoint, and ``summary.json``. See
+:func:`mood_dpa.methods.dpa.train.train_dpa` for a method built on it.
 
 A run folder holds::
 
     config.yaml            the resolved config
     checkpoints/last.ckpt  saved every trainer.checkpoint_every steps and at each validation (--resume)
-    checkpoints/best.ckpt  lowest validation loss so far
+    checkpoints/best.ckpt  DPA: the last validation that improved by more than min_delta (the seed's rule,
+                           :class:`SeedEarlyStop`); SimCLR: the lowest validation loss
     logs/csv/..., logs/tensorboard/...
     images/step_XXXXXXX.png (DPA: inputs over reconstructions at each validation)
-    model.pt               (DPA) the model file of the best checkpoint   | written atomically
+    model.pt               (a method) the model file of the best checkpoint   | written atomically
     vgg19_simclr.pt        (SimCLR) the best conv weights, features.N.*  | at the end
     summary.json           what happened (steps, best val loss, throughput)
 """
@@ -15,26 +22,20 @@ A run folder holds::
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from ..atomic import write_text
 from ..config import dump_config
 from ..errors import MoodError
-from .config import DPATrainConfig, SimCLRConfig, TrainerConfig
+from ..ranks import global_rank
+from .config import SimCLRConfig, TrainerConfig
 
 MODEL_FILE = "model.pt"
 VGG_FILE = "vgg19_simclr.pt"
-
-
-def _global_rank() -> int:
-    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 0
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, cfg: Any) -> Path | None:
@@ -44,7 +45,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, cfg: Any) -> Path | None:
         if not last.is_file():
             raise MoodError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
         return last
-    if _global_rank() == 0:
+    if global_rank() == 0:
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
             raise MoodError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another run_dir")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -70,8 +71,80 @@ def _resolve_accelerator(name: str) -> str:
     return "gpu" if name == "cuda" else name
 
 
+class SeedEarlyStop:
+    """The seed's early stopping and best checkpoint, as a plain state machine (no Lightning in it).
+
+    A validation improves when its loss is below the best kept loss by more than ``min_delta``; it
+    then becomes the best (``best_step``, and its checkpoint is the model). Training stops at the
+    first validation where ``(step - best_step) / val_every > patience``: with validations every
+    ``val_every`` steps that is the (patience + 1)-th validation without improvement. Lightning's
+    ``EarlyStopping`` stops one validation sooner (``wait_count >= patience``), and ``ModelCheckpoint``
+    keeps the lowest loss even when it improved by less than ``min_delta``; both drifted from the
+    seed. A non-finite validation loss stops at once (and is never the best).
+    """
+
+    def __init__(self, min_delta: float, patience: int, val_every: int):
+        self.min_delta, self.patience, self.val_every = float(min_delta), int(patience), int(val_every)
+        self.best_loss = float("inf")
+        self.best_step: int | None = None
+
+    def update(self, step: int, loss: float) -> tuple[bool, bool]:
+        """Record the validation at ``step``; returns (it is the new best, stop now)."""
+        import math
+
+        if not math.isfinite(loss):
+            return False, True
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_step = float(loss), int(step)
+            return True, False
+        since = int(step) - (self.best_step if self.best_step is not None else 0)
+        return False, since / self.val_every > self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "best_step": self.best_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_loss = float(state.get("best_loss", float("inf")))
+        self.best_step = state.get("best_step")
+
+
+def _seed_stopping_callback(rule: SeedEarlyStop, best_path: Path, monitor: str = "val_loss") -> Any:
+    """A Lightning callback that applies ``rule`` after each validation and writes ``best_path``."""
+    from lightning.pytorch.callbacks import Callback
+
+    class SeedEarlyStopping(Callback):
+        def __init__(self) -> None:
+            self.rule = rule
+            self.best_model_path = ""
+
+        @property
+        def best_model_score(self) -> float | None:
+            return self.rule.best_loss if self.rule.best_step is not None else None
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking or monitor not in trainer.callback_metrics:
+                return
+            loss = float(trainer.callback_metrics[monitor])
+            improved, stop = self.rule.update(trainer.global_step, loss)
+            if improved:
+                trainer.save_checkpoint(best_path)
+                self.best_model_path = str(best_path)
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+            trainer.should_stop = trainer.should_stop or stop
+
+        def state_dict(self) -> dict:
+            return {**self.rule.state_dict(), "best_model_path": self.best_model_path}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            self.rule.load_state_dict(state_dict)
+            self.best_model_path = state_dict.get("best_model_path", "")
+
+    return SeedEarlyStopping()
+
+
 def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: int, val_every: int | None,
-                  callbacks: list, enable_progress: bool) -> Any:
+                  callbacks: list, enable_progress: bool, best_checkpoint: bool = True) -> Any:
+    """``best_checkpoint=False``: no lowest-loss ModelCheckpoint (a callback in ``callbacks`` writes best.ckpt)."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -101,7 +174,7 @@ def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: i
         precision=_precision(t, accelerator),
         max_steps=max_steps,
         max_epochs=max_epochs,
-        callbacks=[best, last, *callbacks],
+        callbacks=[*([best] if best_checkpoint else []), last, *callbacks],
         logger=[CSVLogger(run_dir / "logs", name="csv"), TensorBoardLogger(run_dir / "logs", name="tensorboard")],
         log_every_n_steps=t.log_every,
         num_sanity_val_steps=0,
@@ -151,115 +224,147 @@ def _fit(trainer: Any, module: Any, data: Any, ckpt: Path | None) -> tuple[int, 
     return int(trainer.global_step) - start_step, time.perf_counter() - t0
 
 
-def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None = None) -> Path:
-    """Train one DPA autoencoder; returns the path of the model file (``RUN_DIR/model.pt``).
+@dataclass
+class EarlyStop:
+    """Early stopping on ``val_loss``: stop after ``patience`` validations without a gain above ``min_delta``."""
 
-    ``resume=True`` continues ``RUN_DIR/checkpoints/last.ckpt`` (step, weights, optimiser, early-stopping
-    and best-checkpoint state). Under DDP every rank calls this; rank 0 writes the model file.
-    ``callbacks`` are extra Lightning callbacks (tests use them to interrupt a run).
+    min_delta: float
+    patience: int
+
+
+@dataclass
+class Export:
+    """What a method's export returns: its model file and the summary entries it adds."""
+
+    path: Path
+    summary: dict = field(default_factory=dict)
+
+
+def run_training(
+    cfg: Any,
+    make_data: Callable[[], Any],
+    make_module: Callable[[Any], Any],
+    export: Callable[[Any, dict, float | None, Any], Export],
+    *,
+    out_name: str,
+    batch_size: int,
+    max_steps: int,
+    max_epochs: int = -1,
+    val_every: int | None = None,
+    early_stop: EarlyStop | None = None,
+    resume: bool = False,
+    callbacks: list | None = None,
+    rate_key: str = "items_per_s",
+    on_module: Callable[[Any], None] | None = None,
+    fallback_to_final: bool = False,
+) -> Path:
+    """Train one model the shared way and return the path of what ``export`` wrote (``RUN_DIR/out_name``).
+
+    ``cfg`` needs ``run_dir``, ``name`` and ``trainer`` (:class:`TrainerConfig`). ``make_data()`` builds
+    the data module (after seeding), ``make_module(data)`` a fresh Lightning module (called again to
+    hold the best checkpoint's weights), ``export(best_module, checkpoint_state, best_score, data)``
+    writes the model file. ``resume=True`` continues ``RUN_DIR/checkpoints/last.ckpt`` (step, weights,
+    optimiser, early-stopping and best-checkpoint state). Under DDP every rank calls this; rank 0
+    exports. ``fallback_to_final``: with no checkpoint at all (a very short run) export the final weights.
     """
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    from ..models.model_file import save_dpa_model
-    from .data import SliceDataModule
-    from .dpa import DPAModule
 
     _quiet_lightning()
     run_dir = Path(cfg.run_dir)
     ckpt = _prepare_run_dir(run_dir, resume, cfg)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    data = SliceDataModule(cfg.data, cfg.model.size, cfg.optim.batch_size, seed=cfg.trainer.seed)
-    rules = {s.rule for s in data.stores}
-    axes = {s.axis for s in data.stores}
-    if len(axes) != 1:
-        raise MoodError(f"DPA training needs slice stores of one axis, got axes {sorted(axes)}")
-    if len(rules) != 1:
-        raise MoodError("DPA training needs slice stores made with one empty-slice rule")
-    module = DPAModule(cfg.model_dump(mode="json"))
-    module.image_dir = run_dir / "images"
-    o = cfg.optim
-    stop = EarlyStopping(monitor="val_loss", mode="min", min_delta=o.min_delta, patience=o.patience, check_finite=True)
-    trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps, -1, min(o.val_every, o.max_steps),
-                            [stop, *(callbacks or [])], _progress_on())
+    data = make_data()
+    module = make_module(data)
+    if on_module is not None:
+        on_module(module)
+    extra = list(callbacks or [])
+    stop = None
+    if early_stop is not None:
+        # the seed's rule (SeedEarlyStop): it also writes best.ckpt, so no lowest-loss ModelCheckpoint
+        stop = _seed_stopping_callback(SeedEarlyStop(early_stop.min_delta, early_stop.patience, val_every or 1),
+                                       run_dir / "checkpoints" / "best.ckpt")
+        extra.insert(0, stop)
+    trainer = _make_trainer(cfg.trainer, run_dir, max_steps, max_epochs, val_every, extra, _progress_on(),
+                            best_checkpoint=stop is None)
     steps, seconds = _fit(trainer, module, data, ckpt)
-    out = run_dir / MODEL_FILE
     if not trainer.is_global_zero:
-        return out
-    best_path = _best_or_last(run_dir, trainer)
-    state = torch.load(best_path, map_location="cpu", weights_only=False)
-    best_module = DPAModule(cfg.model_dump(mode="json"))
-    best_module.load_state_dict(state["state_dict"])
-    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    meta = {
-        "name": cfg.name,
-        "axis": axes.pop(),
-        "rule": rules.pop().to_dict(),
-        "normaliser": cfg.loss.normaliser,
-        "vgg_sha256": best_module.vgg_sha256,
-        "vgg_file": cfg.loss.vgg,
-        "step": int(state.get("global_step", 0)),
-        "best_val_loss": float(score) if score is not None else None,
-        "train_config": cfg.model_dump(mode="json"),
-    }
-    save_dpa_model(out, best_module.autoencoder, best_module.loss_fn, meta)
+        return run_dir / out_name
+    try:
+        if stop is not None and Path(stop.best_model_path or "").is_file():
+            best_path: Path | None = Path(stop.best_model_path)
+        else:
+            best_path = _best_or_last(run_dir, trainer)
+        state = torch.load(best_path, map_location="cpu", weights_only=False)
+        best = make_module(data)
+        best.load_state_dict(state["state_dict"])
+    except MoodError:
+        if not fallback_to_final:
+            raise
+        best_path, best = None, module.cpu()
+        state = {"epoch": trainer.current_epoch, "global_step": trainer.global_step}
+    if stop is not None:
+        score = stop.best_model_score
+    else:
+        score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    score = float(score) if score is not None else None
+    done = export(best, state, score, data)
     summary = {
         "name": cfg.name,
-        "model": str(out),
-        "best_checkpoint": str(best_path),
-        "best_step": meta["step"],
-        "best_val_loss": meta["best_val_loss"],
+        "method": getattr(cfg, "method", None),
+        "model": str(done.path),
+        "best_checkpoint": str(best_path) if best_path is not None else None,
+        "best_step": int(state.get("global_step", 0)),
+        "best_val_loss": score,
         "steps": int(trainer.global_step),
         "world_size": int(trainer.world_size),
-        "stopped_early": bool(trainer.global_step < o.max_steps),
+        "stopped_early": bool(max_steps > 0 and trainer.global_step < max_steps),
         "seconds": round(seconds, 2),
-        "slices_per_s": round(steps * o.batch_size * trainer.world_size / max(seconds, 1e-9), 2),
+        rate_key: round(steps * batch_size * trainer.world_size / max(seconds, 1e-9), 2),
+        **done.summary,
     }
     write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return out
+    return done.path
 
 
 def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | None = None) -> Path:
-    """SimCLR pre-training; returns the exported VGG file (``RUN_DIR/vgg19_simclr.pt``) of the best epoch."""
-    import lightning as L
-    import torch
+    """SimCLR pre-training; returns the exported VGG file (``RUN_DIR/vgg19_simclr.pt``) of the best epoch.
 
-    from ..models.vgg import save_vgg_features
+    SimCLR is not a detector method: it pre-trains the perceptual backbone the DPA's loss uses.
+    """
+    from ..models.backbones.vgg19 import save_vgg_features
     from .data import SliceDataModule
     from .simclr import SimCLRModule
 
-    _quiet_lightning()
     run_dir = Path(cfg.run_dir)
-    ckpt = _prepare_run_dir(run_dir, resume, cfg)
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    data = SliceDataModule(cfg.data, _common_size(cfg), cfg.optim.batch_size, seed=cfg.trainer.seed)
-    module = SimCLRModule(cfg.model_dump(mode="json"))
     o = cfg.optim
+    holder: dict[str, Any] = {}
+
+    def make_data():
+        holder["data"] = SliceDataModule(cfg.data, _common_size(cfg), o.batch_size, seed=cfg.trainer.seed)
+        return holder["data"]
+
+    def export(best, state, score, data) -> Export:
+        meta = {"name": cfg.name, "epoch": int(state.get("epoch", 0)), "step": int(state.get("global_step", 0)),
+                "best_val_loss": score}
+        out = save_vgg_features(run_dir / VGG_FILE, best.net.vgg, meta)
+        return Export(out, {"epoch": meta["epoch"], "step": meta["step"], "vgg_file": str(out)})
+
     # validation once per epoch; a run capped by max_steps below one epoch validates once, at its end
-    steps_per_epoch = max(1, len(data.train_set) // o.batch_size)
-    val_every = o.max_steps if o.max_steps is not None and o.max_steps < steps_per_epoch else None
-    trainer = _make_trainer(cfg.trainer, run_dir, o.max_steps or -1, o.epochs, val_every, list(callbacks or []),
-                            _progress_on())
-    steps, seconds = _fit(trainer, module, data, ckpt)
-    out = run_dir / VGG_FILE
-    if not trainer.is_global_zero:
-        return out
-    try:
-        best_path = _best_or_last(run_dir, trainer)
-        state = torch.load(best_path, map_location="cpu", weights_only=False)
-        best = SimCLRModule(cfg.model_dump(mode="json"))
-        best.load_state_dict(state["state_dict"])
-    except MoodError:  # no checkpoint was written (a very short run): export the final weights
-        best, state = module.cpu(), {"epoch": trainer.current_epoch, "global_step": trainer.global_step}
-    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    meta = {"name": cfg.name, "epoch": int(state.get("epoch", 0)), "step": int(state.get("global_step", 0)),
-            "best_val_loss": float(score) if score is not None else None}
-    save_vgg_features(out, best.net.vgg, meta)
-    summary = {**meta, "vgg_file": str(out), "steps": int(trainer.global_step), "seconds": round(seconds, 2),
-               "images_per_s": round(steps * o.batch_size * trainer.world_size / max(seconds, 1e-9), 2)}
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return out
+    def val_every() -> int | None:
+        steps_per_epoch = max(1, len(holder["data"].train_set) // o.batch_size)
+        return o.max_steps if o.max_steps is not None and o.max_steps < steps_per_epoch else None
+
+    # the data module is needed to know the validation interval: build it first (seeded as the runner does)
+    import lightning as L
+
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    every = val_every() if make_data() is not None else None
+    return run_training(
+        cfg, lambda: holder["data"], lambda data: SimCLRModule(cfg.model_dump(mode="json")), export,
+        out_name=VGG_FILE, batch_size=o.batch_size, max_steps=o.max_steps or -1, max_epochs=o.epochs,
+        val_every=every, resume=resume, callbacks=callbacks, rate_key="images_per_s", fallback_to_final=True,
+    )
 
 
 def _common_size(cfg: SimCLRConfig) -> int | None:

@@ -6,10 +6,12 @@ pixel label and a record; :func:`make_synthetic_set` writes a whole validation s
     OUT/toy/<case>.nii.gz                       the volume (float32)
     OUT/toy_label/pixel/<case>.nii.gz           uint8 mask of the changed voxels
     OUT/toy_label/sample/<case>.nii.gz.txt      "0" or "1"
-    OUT/manifest.csv                            case,file,source,volume_id,kind,label,regions,voxels,centre,params
+    OUT/manifest.csv                            case,file,source,volume_id,kind,scope,label,regions,voxels,centre,params
 
 Every source volume gives one normal copy (``<stem>_normal``) and one anomalous case per kind
-(``<stem>_<kind>``). Randomness comes only from ``seed``: each case draws from its own generator
+(``<stem>_<kind>``). ``scope`` is ``local`` (:data:`KINDS`, a region changed; the pixel label is the
+changed voxels) or ``global`` (:data:`GLOBAL_KINDS`, the whole volume changed; the pixel label is the
+changed foreground, see ``global_kinds``); ``normal`` cases have scope ``none``. Randomness comes only from ``seed``: each case draws from its own generator
 seeded with (seed, volume index, kind index), so the same seed writes the same bytes.
 """
 
@@ -28,25 +30,39 @@ from ...atomic import atomic_dir
 from ...errors import MoodError
 from ...progress import track
 from ...volumes import read_volume, volume_id, write_volume
+from .global_kinds import GLOBAL_KINDS, global_label
 from .kinds import KINDS, MIN_CHANGE, changed_mask
 from .regions import SHAPES, foreground_centres, sample_region, seed_ellipsoid_region
 
-MANIFEST_FIELDS = ("case", "file", "source", "volume_id", "kind", "label", "regions", "voxels", "centre", "params")
+MANIFEST_FIELDS = ("case", "file", "source", "volume_id", "kind", "scope", "label", "regions", "voxels", "centre", "params")
+
+#: Local then global kinds: a kind's place here seeds its generator, so adding global kinds after the
+#: local ones leaves every local case byte-identical.
+ALL_KINDS: dict = {**KINDS, **GLOBAL_KINDS}
+#: Names that stand for a group of kinds in ``--kinds``.
+KIND_GROUPS = {"local": list(KINDS), "global": list(GLOBAL_KINDS), "all": list(ALL_KINDS)}
+
+
+def kind_scope(kind: str) -> str:
+    """``global`` for a whole-volume kind, ``local`` for a region kind, ``none`` for normal cases."""
+    return "global" if kind in GLOBAL_KINDS else ("local" if kind in KINDS else "none")
 
 
 def parse_kinds(kinds: str | Iterable[str] | None) -> list[str]:
-    """``None``/"all" -> every kind; else a comma-separated string or a list, checked."""
+    """``None`` -> the local kinds (so default sets stay comparable); else a comma-separated string or
+    a list of kind names and groups (``local``, ``global``, ``all``), checked, duplicates dropped."""
     if kinds is None:
         return list(KINDS)
     if isinstance(kinds, str):
         kinds = [k.strip() for k in kinds.split(",") if k.strip()]
-    kinds = list(kinds)
-    if kinds == ["all"]:
-        return list(KINDS)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise MoodError(f"unknown anomaly kind {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}")
-    return list(dict.fromkeys(kinds))
+    expanded = [k for name in kinds for k in KIND_GROUPS.get(name, [name])]
+    bad = [k for k in expanded if k not in ALL_KINDS]
+    if bad or not expanded:
+        raise MoodError(
+            f"unknown anomaly kind {', '.join(bad) or '(none)'}; choose from {', '.join(ALL_KINDS)} "
+            f"or the groups {', '.join(KIND_GROUPS)}"
+        )
+    return list(dict.fromkeys(expanded))
 
 
 def parse_range(value: int | str | Sequence[int], what: str = "--per-volume") -> tuple[int, int]:
@@ -82,12 +98,17 @@ def apply_anomaly(
     """Put ``n_regions`` anomalies of ``kind`` into ``data``.
 
     Returns (volume float32 in [0,1], label uint8 = voxels changed by more than ``min_change``, record
-    with centres and per-region parameters). A draw that changes almost nothing (fewer changed voxels
+    with centres and per-region parameters). A global kind (:data:`GLOBAL_KINDS`) changes the whole
+    volume instead: no regions, label = :func:`~.global_kinds.global_label`, its parameters in the record. A draw that changes almost nothing (fewer changed voxels
     than 10 % of the region) is redrawn up to ``max_tries`` times; the best draw is kept.
     """
-    if kind not in KINDS:
-        raise MoodError(f"unknown anomaly kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind not in ALL_KINDS:
+        raise MoodError(f"unknown anomaly kind {kind!r}; choose from {', '.join(ALL_KINDS)}")
     data = np.asarray(data, dtype=np.float32)
+    if kind in GLOBAL_KINDS:  # the whole volume: no regions, the label is the changed foreground
+        out, params = GLOBAL_KINDS[kind](data, rng)
+        label = global_label(data, out, min_change)
+        return out, label, {"kind": kind, "regions": [params], "voxels": int(label.sum())}
     if kind == "patch" and donor is None:
         raise MoodError("the patch anomaly needs a donor volume (another volume of the set)")
     if kind != "ellipsoid" and candidates is None:
@@ -148,7 +169,8 @@ def make_synthetic_set(
 ) -> list[dict]:
     """Write a MOOD toy-layout validation set from healthy volumes; returns the manifest rows.
 
-    - ``kinds``: names from :data:`KINDS` (default all); each volume gets one case per kind, or
+    - ``kinds``: names from :data:`ALL_KINDS` or the groups local / global / all (default: the local
+      kinds, :data:`KINDS`); each volume gets one case per kind, or
       ``cases_per_volume`` kinds drawn at random per volume.
     - ``per_volume``: number of anomaly regions per anomalous case, an int or a range ``(1, 3)``/"1-3".
     - ``shape``/``soft``: force a region shape (sphere, ellipsoid, smooth) or edge; random when None.
@@ -188,7 +210,7 @@ def make_synthetic_set(
             base = {"source": path.name, "volume_id": vid}
             write_case(
                 f"{stems[vi]}_normal", vol, data, np.zeros(data.shape, np.uint8),
-                {**base, "kind": "normal", "label": 0, "regions": 0, "voxels": 0, "centre": "[]", "params": "[]"},
+                {**base, "kind": "normal", "scope": "none", "label": 0, "regions": 0, "voxels": 0, "centre": "[]", "params": "[]"},
             )
             chosen = list(range(len(kinds)))
             if cases_per_volume is not None:
@@ -197,8 +219,8 @@ def make_synthetic_set(
             candidates = foreground_centres(data, step=2 if min(data.shape) >= 128 else 1)
             for ki in chosen:
                 kind = kinds[ki]
-                rng = np.random.default_rng([seed, vi, list(KINDS).index(kind)])
-                n_regions = int(rng.integers(lo, hi + 1))
+                rng = np.random.default_rng([seed, vi, list(ALL_KINDS).index(kind)])
+                n_regions = int(rng.integers(lo, hi + 1)) if kind in KINDS else 0
                 donor = None
                 if kind == "patch":
                     if len(paths) > 1:
@@ -215,8 +237,8 @@ def make_synthetic_set(
                 write_case(
                     f"{stems[vi]}_{kind}", vol, out, label,
                     {
-                        **base, "kind": kind, "label": int(voxels > 0), "regions": n_regions, "voxels": voxels,
-                        "centre": json.dumps([r["centre"] for r in record["regions"]]),
+                        **base, "kind": kind, "scope": kind_scope(kind), "label": int(voxels > 0), "regions": n_regions,
+                        "voxels": voxels, "centre": json.dumps([r["centre"] for r in record["regions"] if "centre" in r]),
                         "params": json.dumps(record["regions"]),
                     },
                 )

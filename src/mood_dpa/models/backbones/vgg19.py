@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
-from ..errors import MoodError
+from ...atomic import atomic_path
+from ...errors import MoodError
 
 #: torchvision's ``cfgs["E"]``: conv widths, "M" = 2x2 max-pool.
 VGG19_CFG: tuple[int | str, ...] = (
@@ -314,3 +314,12 @@ def vgg_from_file(path: str | os.PathLike, layers: Iterable[str] | None, width: 
     own = net.state_dict()
     net.load_state_dict({k: feats[k].to(own[k].dtype) for k in own}, strict=True)
     return net.freeze()
+
+
+# ---- the backbone interface (mood_dpa.models.backbones)
+def build(layers: Sequence[str], width: float = 1.0, seed: int | None = 0) -> VGG19Features:
+    """A VGG19 feature extractor with seeded random weights (the backbone registry's constructor)."""
+    return VGG19Features(tuple(layers), width=width, seed=seed)
+
+
+from_file = vgg_from_file

@@ -1,4 +1,4 @@
-"""The DPA LightningModule: a residual autoencoder trained with the relative perceptual L1 (or plain L1)."""
+"""The DPA LightningModule (the training wrapper around the plain modules of :mod:`.model`): a residual autoencoder trained with the relative perceptual L1 (or plain L1)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,23 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import MoodError
-from ..models.autoencoder import ResidualAE
-from ..models.perceptual import PixelL1, RelativePerceptualL1
-from ..models.vgg import VGG19Features, file_sha256, vgg_from_file
+from ...atomic import atomic_path
+from ...errors import MoodError
+from ...models.autoencoder import ResidualAE
+from ...models.backbones import backbone
+from ...models.perceptual import PixelL1, RelativePerceptualL1
 from .config import DPATrainConfig, LossConfig
 
 
 def build_loss(cfg: LossConfig, seed: int = 0) -> tuple[RelativePerceptualL1 | PixelL1, str | None]:
-    """The loss module of a config and the sha256 of its VGG file (None: random VGG or loss 'l1')."""
+    """The loss module of a config and the sha256 of its backbone weight file (None: random weights or loss 'l1')."""
     if cfg.kind == "l1":
         return PixelL1(), None
+    net = backbone(cfg.backbone)
     if cfg.vgg is None:
-        vgg = VGG19Features(tuple(cfg.layers), width=cfg.vgg_width, seed=seed)
-        return RelativePerceptualL1(vgg, cfg.weights), None
-    vgg = vgg_from_file(cfg.vgg, cfg.layers, width=cfg.vgg_width)
-    return RelativePerceptualL1(vgg, cfg.weights), file_sha256(cfg.vgg)
+        return RelativePerceptualL1(net.build(tuple(cfg.layers), width=cfg.vgg_width, seed=seed), cfg.weights), None
+    features = net.from_file(cfg.vgg, cfg.layers, width=cfg.vgg_width)
+    return RelativePerceptualL1(features, cfg.weights), net.file_sha256(cfg.vgg)
 
 
 class DPAModule(L.LightningModule):

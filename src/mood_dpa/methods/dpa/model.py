@@ -9,7 +9,7 @@ File layout (``torch.save`` of a plain dict; read back with ``weights_only=True`
 
 ``meta`` keys: ``arch`` {arch, channels, latent, size}, ``axis`` (int), ``size`` (slice size the model
 takes), ``loss`` ("perceptual" | "l1"), ``layers`` (VGG layer names), ``weights`` (one per layer),
-``vgg_width``, ``vgg_sha256`` (hash of the VGG file training used, or None for a seeded random VGG),
+``vgg_width``, ``backbone`` (name in :mod:`mood_dpa.models.backbones`; "vgg19" when absent), ``vgg_sha256`` (hash of the VGG file training used, or None for a seeded random VGG),
 ``rule`` (the :class:`mood_dpa.data.slices.SliceRule` as a dict), ``normaliser`` ("slice" | "volume"),
 plus free-form provenance (``name``, ``best_val_loss``, ``step`` ...).
 """
@@ -23,11 +23,11 @@ from typing import Any, Mapping, NamedTuple
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
-from ..errors import MoodError
-from .autoencoder import ResidualAE
-from .perceptual import PixelL1, RelativePerceptualL1, combine_maps
-from .vgg import VGG19Features
+from ...atomic import atomic_path
+from ...errors import MoodError
+from ...models.autoencoder import ResidualAE
+from ...models.backbones import backbone
+from ...models.perceptual import PixelL1, RelativePerceptualL1, combine_maps
 
 FORMAT = "mood-dpa/dpa-model"
 VERSION = 1
@@ -91,7 +91,7 @@ class DPAModel(nn.Module):
 
     @property
     def rule(self):
-        from ..data.slices import SliceRule
+        from ...data.slices import SliceRule
 
         return SliceRule.from_dict(self.meta["rule"])
 
@@ -137,6 +137,7 @@ def save_dpa_model(
     meta["weights"] = list(loss.weights)
     if isinstance(loss, RelativePerceptualL1):
         meta["vgg_width"] = loss.features.width
+        meta.setdefault("backbone", "vgg19")
         vgg = {k: v.detach().cpu().float().clone() for k, v in loss.features.state_dict().items()}
     else:
         meta.setdefault("vgg_width", None)
@@ -183,7 +184,7 @@ def load_dpa_model(path: str | os.PathLike, device: str | torch.device | None = 
         ae = ResidualAE(arch["arch"], int(arch["channels"]), int(arch["latent"]), int(arch["size"]))
         ae.load_state_dict(payload["autoencoder"], strict=True)
         if meta["loss"] == "perceptual":
-            vgg = VGG19Features(tuple(meta["layers"]), width=float(meta["vgg_width"]))
+            vgg = backbone(str(meta.get("backbone") or "vgg19")).build(tuple(meta["layers"]), width=float(meta["vgg_width"]))
             vgg.load_state_dict(payload["vgg"], strict=True)
             loss: RelativePerceptualL1 | PixelL1 = RelativePerceptualL1(vgg, meta["weights"])
         elif meta["loss"] == "l1":

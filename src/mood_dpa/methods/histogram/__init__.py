@@ -1,0 +1,1 @@
+"""The intensity-histogram baseline: ``model`` (density, fit, file) and ``scorer`` (raw rarity map)."""
