@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import MoodError
 
@@ -75,11 +75,11 @@ def _timed(timings: dict, log: Callable[[str], None], name: str, fn, *args, **kw
     return result
 
 
-def _evaluate(pred_root: Path, valset: Path, manifest: Path, kinds: set[str] | None = None) -> dict:
+def _evaluate(pred_root: Path, valset: Path, manifest: Path, unseen: Sequence[str]) -> dict:
     from .evaluation.evaluate import evaluate_folder
 
     return {task: evaluate_folder(pred_root, valset / "toy_label", task, manifest=manifest, on_warning=None,
-                                  progress=False, kinds=kinds)
+                                  progress=False, groups={"unseen": list(unseen)})
             for task in ("pixel", "sample")}
 
 
@@ -153,13 +153,13 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
         if not summary.ok:
             raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
         seen = seen_kinds(method)
-        res = _evaluate(pred_root, valset, manifest)
-        unseen = _evaluate(pred_root, valset, manifest, kinds=set(plan.kinds) - set(seen))["pixel"] if seen else res["pixel"]
+        res = _evaluate(pred_root, valset, manifest, [k for k in plan.kinds if k not in seen])
         px, sm = res["pixel"], res["sample"]
         methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, _note(method, fit.out),
-                                    seen_kinds=set(seen), unseen_pixel_ap=unseen.ap))
-        results[name] = {"pixel": px.to_dict(), "sample": sm.to_dict(), "seen": list(seen), "unseen_pixel_ap": unseen.ap}
-    best = sorted(methods, key=lambda m: -m.unseen_pixel_ap)[:2]
+                                    seen_kinds=frozenset(seen)))
+        results[name] = {"pixel": px.to_dict(), "sample": sm.to_dict(), "seen": list(seen),
+                         "unseen_pixel_ap": px.per_group["unseen"]["ap"]}
+    best = sorted(methods, key=lambda m: -m.pixel.per_group["unseen"]["ap"])[:2]
     for m in best + [m for m in methods if m.name == "DPA" and m not in best]:
         key = next(k for k, v in DISPLAY.items() if v == m.name) if m.name in DISPLAY.values() else m.name
         figures += _figures(valset, manifest_rows, out / "predictions" / key, out / "figures" / key,

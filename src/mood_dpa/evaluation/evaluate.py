@@ -74,6 +74,7 @@ class EvalResult:
     hit_rate: float = float("nan")
     hit_cases: int = 0
     per_scope: dict = field(default_factory=dict)
+    per_group: dict = field(default_factory=dict)
     missing: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     case_names: list = field(default_factory=list)
@@ -97,6 +98,7 @@ class EvalResult:
                 "hit_cases": self.hit_cases,
                 "per_kind": self.per_kind,
                 "per_scope": self.per_scope,
+                "per_group": self.per_group,
                 "bootstrap": self.bootstrap or {},
                 "missing": self.missing,
                 "warnings": self.warnings,
@@ -318,6 +320,7 @@ def evaluate_folder(
     seed: int = 0,
     on_warning: Callable[[str], None] | None = _stderr_warning,
     progress: bool = True,
+    groups: dict[str, Sequence[str]] | None = None,
 ) -> EvalResult:
     """Score the predictions in ``pred_dir`` against ``labels`` exactly as the MOOD challenge does.
 
@@ -325,7 +328,9 @@ def evaluate_folder(
     ``manifest`` (``manifest.csv`` of :func:`make_synthetic_set`) adds per-kind metrics: each kind's
     cases pooled with all normal cases. ``bootstrap`` > 0 adds the mean and 95 % interval of AP over
     that many case resamples drawn with ``seed``. Warnings (missing / mismatched predictions) go to
-    ``on_warning`` (default: stderr) and are kept in ``result.warnings``.
+    ``on_warning`` (default: stderr) and are kept in ``result.warnings``. ``groups`` (name -> kinds; needs
+    the manifest) adds ``per_group``: those kinds' cases pooled with all normal cases, e.g. the kinds a
+    method never saw in training (the demo's "unseen" headline).
     """
     if task not in TASKS:
         raise MoodError(f"--task {task!r}: expected pixel or sample")
@@ -393,6 +398,7 @@ def evaluate_folder(
         warn("no positive label anywhere: AP is undefined")
     per_kind: dict[str, dict] = {}
     per_scope: dict[str, dict] = {}
+    per_group: dict[str, dict] = {}
     kinds, scopes = _kind_map(manifest, names, warn), {}
     if kinds:
         scopes = _scope_map(manifest)
@@ -407,6 +413,10 @@ def evaluate_folder(
             if members:
                 index = np.concatenate([np.flatnonzero(np.isin(case_kinds, members)), normal])
                 per_scope[scope] = {**metrics_of(index), "kinds": members}
+        for group, members in (groups or {}).items():
+            chosen = sorted(set(members) & found)
+            index = np.concatenate([np.flatnonzero(np.isin(case_kinds, chosen)), normal])
+            per_group[group] = {**metrics_of(index), "kinds": chosen}
     localisation = {}
     if task == "pixel":
         dice, threshold = histogram_best_dice(total.pos, total.neg)
@@ -414,7 +424,7 @@ def evaluate_folder(
         localisation = {"best_dice": dice, "best_dice_threshold": threshold, "hit_rate": rate, "hit_cases": n_hit}
     return EvalResult(
         task=task, ap=ap, roc_auc=auc, cases=len(files), positives=n_pos, negatives=n_neg, **localisation,
-        per_kind=per_kind, per_scope=per_scope, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
+        per_kind=per_kind, per_scope=per_scope, per_group=per_group, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
         case_names=names, histogram=total if task == "pixel" else None,
         scores=scores if task == "sample" else None, labels=labs if task == "sample" else None,
     )

@@ -31,6 +31,8 @@ class MethodResult:
     sample_scores: np.ndarray | None = None
     sample_labels: np.ndarray | None = None
     note: str = ""
+    #: evaluation kinds whose family the method synthesised in training (marked "seen" in the tables)
+    seen_kinds: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -120,7 +122,10 @@ def _columns(methods: Sequence[MethodResult], level: str) -> tuple[list[tuple[st
     results = [getattr(m, level) for m in methods]
     kinds = sorted({k for r in results for k, m in r.per_kind.items() if level == "sample" or m.get("scope", "local") == "local"})
     if level == "pixel":
-        cols = [("AP", lambda r: _pixel_headline(r)["ap"]), ("ROC-AUC", lambda r: _pixel_headline(r)["roc_auc"]),
+        cols = [("AP", lambda r: _pixel_headline(r)["ap"])]
+        if any("unseen" in r.per_group for r in results):
+            cols.append(("AP unseen kinds", lambda r: r.per_group.get("unseen", {}).get("ap", np.nan)))
+        cols += [("ROC-AUC", lambda r: _pixel_headline(r)["roc_auc"]),
                 ("best Dice", lambda r: _pixel_headline(r).get("best_dice", np.nan)),
                 ("hit rate", lambda r: _pixel_headline(r).get("hit_rate", np.nan))]
     else:
@@ -146,7 +151,9 @@ def _html_table(methods: Sequence[MethodResult], level: str, cols: list[tuple[st
         for j in range(len(cols)):
             v = grid[i, j]
             strong = np.isfinite(v) and v == best[j]
-            cells.append(f"<td>{'<b>' if strong else ''}{_fmt(v)}{'</b>' if strong else ''}</td>")
+            seen = any(cols[j][0].endswith(f" {k}") for k in m.seen_kinds)
+            mark = "<sup title='seen: the method synthesised this family in training'>seen</sup>" if seen else ""
+            cells.append(f"<td>{'<b>' if strong else ''}{_fmt(v)}{'</b>' if strong else ''}{mark}</td>")
         rows.append(f"<tr><th>{html.escape(m.name)}</th>{''.join(cells)}</tr>")
     return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -160,7 +167,9 @@ def _table(methods: Sequence[MethodResult], level: str) -> str:
     parts = [_html_table(methods, level, cols)]
     note = (f"{head['cases']} cases, {n_pos:,} positive {'voxels' if level == 'pixel' else 'cases'}: "
             + f"a detector that guesses has AP {chance:.4f} (the positive rate) and ROC-AUC 0.5. "
-            + "Per-kind AP: that kind's anomalous cases pooled with all normal cases. Best in bold.")
+            + "Per-kind AP: that kind's anomalous cases pooled with all normal cases. Best in bold. "
+            + "<sup>seen</sup>: a kind whose family the method synthesised in training (the others are unseen; "
+            + "'AP unseen kinds' pools only those with all normal cases).")
     if level == "pixel":
         note += (" Best Dice: the best Dice of one threshold over the pooled voxels; hit rate: the share of anomalous"
                  " cases whose hottest connected region (voxels at or above half the case maximum, at most its top"
