@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_dir
 from ..errors import MoodError
 from ..progress import track
-from ..volumes import iter_volumes, list_volumes, volume_id
+from ..volumes import check_volume_ids, iter_volumes, list_volumes, volume_id
 from .folds import Split, split_ids
 
 #: The seed kept a slice with at least 4000 of its 256x256 pixels > 0.
@@ -119,9 +119,7 @@ def build_store(
         raise MoodError(f"slices: --size must be between 8 and 1024 (got {size})")
     if axis not in (0, 1, 2):
         raise MoodError(f"slices: --axis must be 0, 1 or 2 (got {axis})")
-    ids = [volume_id(p) for p in paths]
-    if len(set(ids)) != len(ids):
-        raise MoodError("slices: two input files map to the same volume id")
+    check_volume_ids(paths)  # names the two files that collide
     rows: list[tuple[int, str, str, int]] = []
     shapes: dict[str, list[int]] = {}
     with atomic_dir(out) as tmp:
