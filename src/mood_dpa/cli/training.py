@@ -31,10 +31,13 @@ def _overrides(sets: Optional[List[str]], devices: Optional[int], accelerator: O
 
 def _check_run_dir(cfg, resume: bool, overwrite: bool) -> None:
     """The run folder: not a slice store or inside one, writable, made by mood-dpa (or --overwrite / --resume)."""
+    from ..data.slices import SliceStore
     from ..outputs import check_writable, prepare_output_dir, remove_stale_temps
 
     run_dir = Path(cfg.run_dir)
     stores = list(getattr(cfg.data, "stores", []) or [])
+    for store in stores:  # a missing store is reported before the run folder is made
+        SliceStore(store)
     if resume:  # continuing a run: it is ours by definition (the runner checks for its checkpoint)
         check_writable(run_dir)
         remove_stale_temps(run_dir)
