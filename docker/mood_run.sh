@@ -36,14 +36,20 @@ if [ -z "$MODEL" ]; then
     echo "no model for ${TASK}_${DATASET} under $MODELS" >&2
     exit 2
 fi
-mkdir -p "$OUT" 2>/dev/null || { echo "error: cannot create the output folder $OUT" >&2; exit 2; }
-OUT=$(CDPATH= cd -- "$OUT" && pwd -P)
+# the physical absolute path of a folder that may not exist yet (its nearest existing parent resolved)
+abspath() {
+    if [ -d "$1" ]; then (CDPATH= cd -- "$1" && pwd -P); else
+        _p=$(abspath "$(dirname -- "$1")") && printf '%s/%s\n' "${_p%/}" "$(basename -- "$1")"
+    fi
+}
+OUT=$(abspath "$OUT")
 case "$OUT/" in
     "$IN"/*) echo "error: the output folder $OUT is the input folder $IN or lies inside it; choose another" >&2; exit 2 ;;
 esac
 case "$IN/" in
     "$OUT"/*) echo "error: the input folder $IN lies inside the output folder $OUT; choose another" >&2; exit 2 ;;
 esac
+mkdir -p "$OUT" 2>/dev/null || { echo "error: cannot create the output folder $OUT" >&2; exit 2; }
 WORK=$(mktemp -d "$OUT/.mood-dpa-work.XXXXXX") || { echo "error: cannot write in the output folder $OUT" >&2; exit 2; }
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
