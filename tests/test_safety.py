@@ -98,6 +98,11 @@ def test_a_foreign_folder_is_refused_and_overwrite_keeps_its_other_files(work, c
     assert cli(["slices", "-i", work / "d" / "a", "-o", e, "--axis", "0", "--size", "8", "--overwrite"]) == 0
     assert (e / "thesis.tex").read_text() == "years of work"
     assert {"slices.npy", "index.csv", "meta.json"} <= {p.name for p in e.iterdir()}
+    # the folder still holds someone else's file, so it is not marked: a later command cannot replace it whole
+    assert not (e / ".mood-dpa").exists()
+    refused(cli, capsys, ["slices", "-i", work / "d" / "a", "-o", e, "--axis", "1", "--size", "8"], "not made by mood-dpa")
+    assert cli(["predict", "--model", work / "model.npz", "--task", "sample", "-i", work / "d" / "a", "-o", e, "--overwrite"]) == 0
+    assert not (e / ".mood-dpa").exists() and (e / "thesis.tex").read_text() == "years of work"
 
 
 def test_a_folder_the_tool_made_is_replaced_on_rerun(work, cli):

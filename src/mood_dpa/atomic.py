@@ -95,9 +95,18 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
 
 
 def _merge_into(tmp: Path, dest: Path) -> None:
-    """Move every entry of ``tmp`` into ``dest`` (same-named entries replaced), then remove ``tmp``."""
+    """Move every entry of ``tmp`` into ``dest`` (same-named entries replaced), then remove ``tmp``.
+
+    The marker goes along only when ``dest`` holds nothing else: a folder with someone else's files
+    must never become replaceable whole.
+    """
+    from .outputs import MARKER, _foreign_entries
+
+    keep_unmarked = bool(_foreign_entries(dest))
     try:
         for entry in sorted(tmp.iterdir()):
+            if entry.name == MARKER and keep_unmarked:
+                continue
             target = dest / entry.name
             if target.is_dir() and not target.is_symlink():
                 aside = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=dest))

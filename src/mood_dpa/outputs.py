@@ -168,11 +168,13 @@ def prepare_output_dir(
 
 
 def mark_output_dir(out: str | os.PathLike) -> Path:
-    """Create the output folder (if needed) and put the marker in it; call once the work starts writing."""
+    """Create the output folder (if needed) and mark it as ours unless it holds other files; call when writing starts."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / MARKER
-    if not marker.exists():
+    # a folder holding files of someone else (written into with --overwrite) is never marked: the
+    # marker would let a later command replace it whole
+    if not marker.exists() and not _foreign_entries(out):
         try:
             marker.write_text("made by mood-dpa; mood-dpa may replace this folder\n")
         except FileExistsError:  # another rank wrote it first
