@@ -187,6 +187,17 @@ def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(work, cl
     assert len(list(out.glob("0000*.nii.gz"))) == 3
 
 
+
+def test_files_that_only_look_temporary_are_someone_elses(work, cli, capsys):
+    out = work / "backup"
+    out.mkdir()
+    (out / "thesis.old").write_text("mine")
+    (out / "draft.tmp").write_text("mine too")
+    refused(cli, capsys, ["predict", "--model", work / "model.npz", "--task", "sample", "-i", work / "d" / "a", "-o", out],
+            "draft.tmp, thesis.old")
+    assert sorted(p.name for p in out.iterdir()) == ["draft.tmp", "thesis.old"]
+
+
 def test_run_script_relative_input_and_same_folder(work, tmp_path):
     models = tmp_path / "models" / "pixel_brain"
     models.mkdir(parents=True)

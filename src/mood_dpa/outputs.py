@@ -27,7 +27,7 @@ from .errors import MoodError
 #: The file that says "mood-dpa made this folder": only such a folder may be replaced whole.
 MARKER = ".mood-dpa"
 #: Hidden entries of our own that do not make a folder "not empty" (marker, run-script work folders, temps).
-_OURS = re.compile(r"^\.mood-dpa(-demo)?$|^\.mood-dpa-work\.|\.tmp(\.nii(\.gz)?)?$|\.old$")
+_OURS = re.compile(r"^\.mood-dpa(-demo)?$|^\.mood-dpa-(work|probe)\.")
 #: A temporary or set-aside name made by mood_dpa.atomic: .NAME.[PID-]XXXXXXXX.tmp|old[.nii[.gz]]
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[A-Za-z0-9_]{8}\.(?:tmp|old)(?:\.nii|\.nii\.gz)?$")
 
@@ -132,7 +132,8 @@ def is_ours(folder: str | os.PathLike) -> bool:
 
 
 def _foreign_entries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if not _OURS.search(p.name))
+    """Entries that are not ours: anything but the marker, run-script work folders and our temporaries."""
+    return sorted(p.name for p in folder.iterdir() if not (_OURS.search(p.name) or _TEMP.match(p.name)))
 
 
 def prepare_output_dir(
