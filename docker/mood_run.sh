@@ -60,6 +60,10 @@ export XDG_CACHE_HOME="$WORK/cache" XDG_CONFIG_HOME="$WORK/config" MPLCONFIGDIR=
 export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor" TRITON_CACHE_DIR="$WORK/triton" CUDA_CACHE_PATH="$WORK/cuda"
 export PYTHONDONTWRITEBYTECODE=1 PYTHONPYCACHEPREFIX="$WORK/pycache" MOOD_DPA_QUIET=1
 cd "$WORK"
+# predict marks OUT as a mood-dpa folder (.mood-dpa); the challenge's OUT holds predictions only, so a
+# marker this run made is removed at the end
+MARKED=0
+[ -e "$OUT/.mood-dpa" ] && MARKED=1
 set +e
 if [ -n "${MOOD_DPA_DEVICE:-}" ]; then
     "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --device "$MOOD_DPA_DEVICE"
@@ -67,6 +71,7 @@ else
     "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT"
 fi
 RC=$?
+[ "$MARKED" -eq 0 ] && rm -f "$OUT/.mood-dpa"
 cd /
 cleanup
 exit "$RC"
