@@ -57,10 +57,10 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
         with atomic_dir(dest) as tmp:
             (tmp / "b").write_text("2")
             raise RuntimeError("killed")
-    assert sorted(p.name for p in dest.iterdir()) == ["a"]
+    assert sorted(p.name for p in dest.iterdir()) == [".mood-dpa", "a"]  # the folder carries the tool's marker
     with atomic_dir(dest) as tmp:
         (tmp / "c").write_text("3")
-    assert sorted(p.name for p in dest.iterdir()) == ["c"]
+    assert sorted(p.name for p in dest.iterdir()) == [".mood-dpa", "c"]
     write_text(tmp_path / "t.txt", "hello")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "t.txt"]
 

@@ -78,18 +78,22 @@ def test_missing_and_mismatched_predictions_count_as_zeros(pixel_set):
     assert "case_4" in seen[1] and "shape" in seen[1]
 
 
-def test_labels_are_rounded_and_clipped(tmp_path):
-    lab = np.zeros(S, np.float32)
-    lab[0] = 0.4  # rounds to 0
-    lab[1] = 0.6  # rounds to 1
-    lab[2] = 3.0  # clips to 1
-    lab[3] = -2.0  # clips to 0
+def test_labels_that_are_not_0_or_1_are_refused_naming_the_file(tmp_path):
+    # MOOD's labels are binary; rounding an image folder given as labels gave a plausible, wrong AP
     pred = np.random.default_rng(1).random(S)
-    save(tmp_path / "lab" / "x.nii.gz", lab, np.float32)
     save(tmp_path / "pred" / "x.nii.gz", pred, np.float32)
+    for value in (0.4, 0.6, 3.0, -2.0, np.nan):
+        lab = np.zeros(S, np.float32)
+        lab[0] = value
+        save(tmp_path / "lab" / "x.nii.gz", lab, np.float32)
+        with pytest.raises(MoodError, match=r"x\.nii\.gz.*(0 or 1)"):
+            evaluate_folder(tmp_path / "pred", tmp_path / "lab", "pixel", on_warning=None, progress=False)
+    lab = np.zeros(S, np.uint8)
+    lab[0] = 1
+    save(tmp_path / "lab" / "x.nii.gz", lab, np.uint8)
     res = evaluate_folder(tmp_path / "pred", tmp_path / "lab", "pixel", on_warning=None, progress=False)
-    y = np.clip(np.rint(lab), 0, 1).ravel()
-    assert res.positives == int(y.sum()) == 2 * S[1] * S[2]
+    y = (lab == 1).ravel()
+    assert res.positives == int(y.sum()) == S[1] * S[2]
     assert res.ap == pytest.approx(average_precision_score(y, np.clip(pred.astype(np.float16), 0, 1).ravel()), abs=1e-12)
 
 

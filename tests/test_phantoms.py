@@ -145,7 +145,7 @@ def test_cli_writes_phantoms(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["phantoms", "--kind", "abdom", "--count", "2", "--size", "32", "--seed", "3", "-o", str(out), "--gzip-level", "0"])
     assert exc.value.code in (0, None)
-    assert sorted(p.name for p in out.iterdir()) == ["00000.nii.gz", "00001.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == [".mood-dpa", "00000.nii.gz", "00001.nii.gz"]
     assert np.array_equal(read_volume(out / "00001.nii.gz").data, make_phantom("abdom", 32, 3, 1))
     assert "wrote 2 abdom phantoms of 32^3 to" in capsys.readouterr().out
 

@@ -46,7 +46,7 @@ def inputs(tmp_path):
 def test_pixel_outputs_keep_name_shape_affine_and_range(inputs, tmp_path):
     summary = predict_folder(Ramp(), inputs, tmp_path / "out", "pixel", progress=False)
     assert summary.ok and len(summary.written) == 2
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case.nii", "toy_0.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".mood-dpa", "case.nii", "toy_0.nii.gz"]  # predictions + the tool's marker
     for name, shape in (("toy_0.nii.gz", (20, 18, 16)), ("case.nii", (16, 16, 16))):
         img = nib.load(tmp_path / "out" / name)
         data = np.asarray(img.dataobj)
@@ -60,7 +60,7 @@ def test_pixel_outputs_keep_name_shape_affine_and_range(inputs, tmp_path):
 def test_sample_outputs_one_float(inputs, tmp_path):
     summary = predict_folder(Ramp(), inputs, tmp_path / "out", "sample", progress=False)
     assert summary.ok
-    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    files = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".mood-dpa")
     assert files == ["case.nii.txt", "toy_0.nii.gz.txt"]
     for f in files:
         value = float((tmp_path / "out" / f).read_text().splitlines()[0])
@@ -75,7 +75,7 @@ def test_bad_inputs_are_skipped_and_reported(inputs, tmp_path):
     messages = []
     summary = predict_folder(Ramp(), inputs, tmp_path / "out", "pixel", progress=False, on_error=messages.append)
     assert sorted(n for n, _ in summary.failed) == ["bad.nii.gz", "nan.nii.gz"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case.nii", "toy_0.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".mood-dpa", "case.nii", "toy_0.nii.gz"]
     assert len(messages) == 2 and all(m.startswith("skipped ") for m in messages)
     summary = predict_folder(Broken(), inputs, tmp_path / "out2", "sample", progress=False, on_error=None)
     assert len(summary.failed) == 4 and not summary.written
@@ -102,7 +102,7 @@ def test_cli_predict_with_the_baseline_and_a_corrupt_input(inputs, tmp_path, cli
     captured = capsys.readouterr()
     assert code == 2
     assert "corrupt.nii.gz" in captured.err and "1 input(s) failed" in captured.out
-    assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == ["case.nii.txt", "toy_0.nii.gz.txt"]
+    assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == [".mood-dpa", "case.nii.txt", "toy_0.nii.gz.txt"]
     assert cli(["predict", "--model", tmp_path / "b.npz", "--task", "voxel", "-i", inputs, "-o", tmp_path / "x"]) == 2
 
 

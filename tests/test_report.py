@@ -65,7 +65,7 @@ def test_report_lists_every_method_kind_and_figure(tmp_path):
     text = path.read_text()
     for needle in ["AP sink", "AP uniform", "DPA", "Histogram", "pr_pixel.png", "a &lt;case&gt;", "<b>0.800</b>", "1.5 s"]:
         assert needle in text, needle
-    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["fig_00.png", "pr_pixel.png", "pr_sample.png", "report.html"]
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [".mood-dpa", "fig_00.png", "pr_pixel.png", "pr_sample.png", "report.html"]
 
 
 def test_report_shows_localisation_and_scopes_apart(tmp_path):

@@ -227,10 +227,19 @@ def test_every_packaged_config_validates():
     assert simclr.augment.crop_size == 96 and len(simclr.data.stores) == 6
 
 
-def test_cli_train_help_and_bad_override(cli, tmp_path, capsys):
+def test_cli_train_help_and_bad_override(cli, tmp_path, capsys, monkeypatch):
+    # independent of the working directory: even one where the README's demo already ran (its configs'
+    # relative run_dir mood_demo/runs/simclr then holds a run) gives the same answers
+    monkeypatch.chdir(tmp_path)
+    done = tmp_path / "mood_demo" / "runs" / "simclr" / "checkpoints"
+    done.mkdir(parents=True)
+    (done / "last.ckpt").write_bytes(b"x")
+    run_dir = tmp_path / "fresh_run"
     assert cli(["train", "--help"]) == 0
     assert "--resume" in capsys.readouterr().out
-    assert cli(["train", str(CONFIGS / "demo" / "dpa.yaml"), "--set", "optim.lr=-1"]) == 2
+    assert cli(["train", str(CONFIGS / "demo" / "dpa.yaml"), "--set", "optim.lr=-1", "--set", f"run_dir={run_dir}"]) == 2
     assert "optim.lr" in capsys.readouterr().err
-    assert cli(["pretrain", str(CONFIGS / "demo" / "simclr.yaml"), "--set", "data.stores=[" + str(tmp_path / "nope") + "]"]) == 2
+    assert cli(["pretrain", str(CONFIGS / "demo" / "simclr.yaml"), "--set", "data.stores=[" + str(tmp_path / "nope") + "]",
+                "--set", f"run_dir={run_dir}"]) == 2
     assert "not a slice store" in capsys.readouterr().err
+    assert not run_dir.exists()

@@ -41,9 +41,52 @@ def is_nifti(path: str | os.PathLike) -> bool:
     return str(path).endswith(NIFTI_SUFFIXES)
 
 
+#: The file naming rule, stated once: a volume file is ``<id>.nii.gz`` or ``<id>.nii`` (optionally
+#: ``<id>_<anything>.nii.gz``); its volume id is the name up to the first '.' or '_' (seed convention).
+#: Folds, slice stores, synthetic sets, the baseline and calibration all match files by this id, so two
+#: files with the same id (``sub_01.nii.gz`` and ``sub_02.nii.gz``: both ``sub``) are refused everywhere.
+NAMING_RULE = "a file's volume id is its name up to the first '.' or '_'"
+
+#: Intensities of MOOD-form volumes lie in [0, 1]; a little overshoot (resampling ringing) is tolerated.
+RANGE_TOLERANCE = 0.01
+_range_check = False
+
+
 def volume_id(path: str | os.PathLike) -> str:
-    """The volume a file belongs to: its name up to the first '.' or '_' (seed convention)."""
+    """The volume a file belongs to: its name up to the first '.' or '_' (seed convention, :data:`NAMING_RULE`)."""
     return re.split(r"[._]", Path(path).name, maxsplit=1)[0]
+
+
+def check_volume_ids(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
+    """``{volume id: path}``; two files with one id are refused with an error that names both."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        p = Path(p)
+        vid = volume_id(p)
+        if not vid:
+            raise MoodError(f"{p}: empty volume id ({NAMING_RULE}); rename the file")
+        if vid in seen:
+            raise MoodError(
+                f"{seen[vid].name} and {p.name} have the same volume id {vid!r} ({NAMING_RULE}); rename one of them"
+            )
+        seen[vid] = p
+    return seen
+
+
+def set_range_check(enabled: bool) -> None:
+    """Turn the [0, 1] intensity check of :func:`read_volume` on (commands that train or score) or off."""
+    global _range_check
+    _range_check = bool(enabled)
+
+
+def check_range(data: np.ndarray, path: str | os.PathLike) -> None:
+    """Refuse intensities outside [0, 1] (beyond :data:`RANGE_TOLERANCE`): a CT in HU or a [0,255] MRI would be clamped silently."""
+    lo, hi = float(data.min()), float(data.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise MoodError(
+            f"{path}: intensities span [{lo:.4g}, {hi:.4g}], outside [0, 1]; convert the scans to the MOOD form "
+            "with 'mood-dpa prepare' (or pass --no-range-check)"
+        )
 
 
 def list_volumes(folder: str | os.PathLike) -> list[Path]:
@@ -95,6 +138,8 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if not np.isfinite(data).all():
         bad = int(np.size(data) - np.isfinite(data).sum())
         raise MoodError(f"{path}: {bad} NaN or infinite voxels")
+    if _range_check:
+        check_range(data, path)
     return Volume(data=data, affine=np.asarray(img.affine, dtype=np.float64), header=img.header, path=path)
 
 

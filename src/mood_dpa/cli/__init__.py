@@ -23,7 +23,13 @@ from . import fit  # noqa: E402,F401  fit
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: a MoodError becomes one line on stderr and exit code 2."""
+    """Entry point: a MoodError becomes one line on stderr and exit code 2; SIGTERM ends it like Ctrl-C."""
+    from ..runtime import handle_sigterm
+
+    from ..volumes import set_range_check
+
+    handle_sigterm()
+    set_range_check(False)  # commands that train or score turn it on (mood_dpa.cli.checks.range_check)
     try:
         app(args=argv, prog_name="mood-dpa")
     except MoodError as exc:

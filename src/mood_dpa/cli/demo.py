@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
+from .checks import THREADS_OPTION, set_threads
 
 
 @app.command("demo")
@@ -15,13 +16,20 @@ def demo_cmd(
     quick: bool = typer.Option(False, "--quick", help="A ~2-minute smoke run (tiny volumes and models)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     device: str = typer.Option(None, "--device", help="cpu, gpu or auto (default: a GPU when present)."),
+    threads: int = THREADS_OPTION,
 ) -> None:
     """Run phantoms -> folds -> slices -> SimCLR -> DPA per axis -> calibration -> predict -> evaluate -> report."""
     from rich.console import Console
     from rich.table import Table
 
     from ..demo import run_demo
+    from ..outputs import check_writable, remove_stale_temps
 
+    # a folder not made by the demo is refused by run_demo (it has no --overwrite: it replaces its subfolders)
+    check_writable(out)
+    if out.parent.is_dir():
+        remove_stale_temps(out.parent, name=out.name)
+    set_threads(threads)
     outcome = run_demo(out, "quick" if quick else "default", seed=seed, device=device, log=typer.echo)
     table = Table(title="Validation AP (MOOD rules)")
     table.add_column("method")

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import MoodError
 from .app import app
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, set_threads
 
 baseline_app = typer.Typer(help="Non-learned reference detectors (intensity histogram).", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")
@@ -26,16 +27,26 @@ def synth(
     shape: Optional[str] = typer.Option(None, "--shape", help="Force the region shape: sphere, ellipsoid or smooth (default: random)."),
     edge: str = typer.Option("mixed", "--edge", help="Region edges: soft, hard or mixed (drawn per region)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same bytes."),
+    overwrite: bool = OVERWRITE_OPTION,
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
     """Make a validation set with synthetic anomalies: OUT/toy, OUT/toy_label/{pixel,sample}, OUT/manifest.csv."""
     from ..data.folds import paths_of_split
     from ..data.synth import make_synthetic_set
-    from ..volumes import list_volumes
+    from ..outputs import prepare_output_dir
+    from ..volumes import check_volume_ids, list_volumes
 
     edges = {"soft": True, "hard": False, "mixed": None}
     if edge not in edges:
         raise MoodError(f"--edge {edge!r}: expected soft, hard or mixed")
+    if cases_per_volume is not None and cases_per_volume < 1:
+        raise MoodError(f"--cases-per-volume must be at least 1, got {cases_per_volume}")
+    prepare_output_dir(out, inputs=[inputs, folds], overwrite=overwrite, replace=True)
+    set_threads(threads)
+    range_check(no_range_check)
     paths = list_volumes(inputs)
+    check_volume_ids(paths)
     if folds is not None:
         paths = paths_of_split(paths, folds, fold, "val")
         if not paths:
@@ -54,10 +65,18 @@ def evaluate(
     bootstrap: int = typer.Option(0, "--bootstrap", help="Case resamples for a mean and 95 % interval of AP (0 = off)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    threads: int = THREADS_OPTION,
 ) -> None:
     """Score predictions exactly as the MOOD challenge does (pooled voxel AP, or AP over cases)."""
     from ..evaluation.evaluate import evaluate_folder, result_table, write_json
+    from ..outputs import prepare_output_file
     from ..progress import console
+
+    if bootstrap < 0:
+        raise MoodError(f"--bootstrap must be 0 (off) or a positive count, got {bootstrap}")
+    if json_path is not None:
+        prepare_output_file(json_path, inputs=[pred, labels, manifest])
+    set_threads(threads)
 
     result = evaluate_folder(pred, labels, task, manifest=manifest, bootstrap=bootstrap, seed=seed)
     console.print(result_table(result))
@@ -77,15 +96,25 @@ def baseline_fit(
     bins: int = typer.Option(256, "--bins", help="Intensity histogram bins over [0,1]."),
     sigma: float = typer.Option(1.0, "--sigma", help="Spatial smoothing of the voxel scores (voxels)."),
     seed: int = typer.Option(0, "--seed", help="Seed (choice of the calibration volumes and voxels)."),
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
     """Fit the intensity-histogram baseline on healthy volumes, and the shared shell's calibration on them."""
     from ..data.folds import paths_of_split
     from ..methods.histogram.model import fit_histogram
-    from ..volumes import list_volumes
+    from ..outputs import prepare_output_file
+    from ..volumes import check_volume_ids, list_volumes
 
     if not str(out).endswith(".npz"):
         raise MoodError(f"{out}: the baseline model file must end in .npz")
+    if bins < 2:
+        raise MoodError(f"--bins must be at least 2, got {bins}")
+    check_number("--sigma", sigma, low=0.0)
+    prepare_output_file(out, inputs=[inputs, folds])
+    set_threads(threads)
+    range_check(no_range_check)
     paths = list_volumes(inputs)
+    check_volume_ids(paths)
     if folds is not None:
         paths = paths_of_split(paths, folds, fold, "train")
         if not paths:
@@ -102,13 +131,24 @@ def predict(
     out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD layout)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic; ignored by the baseline)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass of slice models (ignored by volume models such as the baseline)."),
+    overwrite: bool = OVERWRITE_OPTION,
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
     """Score every volume of a folder and write MOOD-format predictions; exit 2 if any input failed."""
     from ..inference.detectors import load_detector
     from ..inference.predict import predict_folder
+    from ..outputs import prepare_output_dir
+    from ..volumes import list_volumes
 
     if task not in ("pixel", "sample", "both"):
         raise MoodError(f"--task {task!r}: expected pixel, sample or both")
+    if batch_size is not None and batch_size < 1:
+        raise MoodError(f"--batch-size must be at least 1, got {batch_size}")
+    list_volumes(inputs)  # a missing or empty input folder is reported before anything else
+    prepare_output_dir(out, inputs=[inputs, model], overwrite=overwrite)
+    set_threads(threads)
+    range_check(no_range_check)
     detector = load_detector(model, device=device, batch_size=batch_size)
     summary = predict_folder(detector, inputs, out, task)
     typer.echo(summary.line())

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from .app import app
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, set_threads
 
 
 @app.command("slices")
@@ -20,9 +21,19 @@ def slices_cmd(
         4000 / 65536, "--min-fraction", help="Keep a slice when at least this fraction of its pixels is foreground (seed: 4000/256^2)."
     ),
     threshold: float = typer.Option(0.0, "--threshold", help="A pixel is foreground when its value is above this."),
+    overwrite: bool = OVERWRITE_OPTION,
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
-    """Slice volumes along one axis into a memory-mappable store (the seed's save_2D)."""
+    """Slice volumes along one axis into a memory-mappable store (the seed's save_2D); layout: docs/ARCHITECTURE.md."""
     from ..data.slices import SliceRule, build_store
+    from ..outputs import prepare_output_dir
+
+    check_number("--min-fraction", min_fraction, low=0.0, high=1.0)
+    check_number("--threshold", threshold, low=-1.0, high=1.0)
+    prepare_output_dir(out, inputs=[inputs], overwrite=overwrite, replace=True)
+    set_threads(threads)
+    range_check(no_range_check)
 
     start = time.perf_counter()
     store = build_store(inputs, out, axis=axis, size=size, rule=SliceRule(min_fraction=min_fraction, threshold=threshold))
@@ -41,9 +52,11 @@ def folds_cmd(
     from collections import Counter
 
     from ..data.folds import make_folds, write_folds_csv
+    from ..outputs import prepare_output_file
     from ..volumes import list_volumes
 
     files = list_volumes(inputs)
+    prepare_output_file(out, inputs=[inputs])
     folds = make_folds([f.name for f in files], n_folds, seed)
     write_folds_csv(out, folds)
     sizes = Counter(folds.values())

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .app import app
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, set_threads
 
 
 @app.command("ensemble")
@@ -25,15 +26,22 @@ def ensemble_cmd(
     Files are grouped by the method their file declares: e.g. three DPA axis files make one member, a histogram .npz another. Each member gets its own calibration; `calibrate --val` chooses how the members combine."""
     from ..errors import MoodError
     from ..inference.detector import read_spec, write_ensemble
+    from ..outputs import prepare_output_file
 
     w = None
-    if weights:
+    if weights is not None:
         try:
             w = [float(x) for x in weights.split(",")]
         except ValueError:
             raise MoodError(f"--weights {weights!r}: expected comma-separated numbers") from None
+        for x in w:
+            check_number("--weights", x, low=0.0, low_open=True)
+        if len(w) != len(models):
+            raise MoodError(f"--weights gives {len(w)} weights for {len(models)} models")
+    check_number("--background", background, low=-1.0, high=1.0)
     if member_combine not in ("mean", "max", "weighted"):
         raise MoodError(f"--member-combine {member_combine!r}: expected mean, max or weighted")
+    prepare_output_file(out, inputs=models)
     path = write_ensemble(out, models, w, combine=combine, member_combine=member_combine, background_threshold=background, name=name)
     members = ", ".join(f"{m.name} ({len(m.models)})" for m in read_spec(path).members)
     typer.echo(f"wrote {path} with {len(models)} model files in members {members} (combine: {combine}); "
@@ -54,13 +62,24 @@ def calibrate_cmd(
     samples_per_volume: int = typer.Option(200_000, "--samples-per-volume", help="Foreground voxels sampled per normal volume."),
     folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: use only the volumes of --fold from --input."),
     fold: int = typer.Option(0, "--fold", help="The fold taken from --input when --folds is given."),
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
     """Fit the calibrations on normal volumes (and choose the member and sample rules on --val); store them in the detector file."""
     from ..errors import MoodError
     from ..inference.detector import calibrate_ensemble
 
+    from ..outputs import prepare_output_file
+
     if samples_per_volume < 2:
         raise MoodError("--samples-per-volume must be at least 2")
+    if batch_size is not None and batch_size < 1:
+        raise MoodError(f"--batch-size must be at least 1, got {batch_size}")
+    if not ensemble.is_file():
+        raise MoodError(f"{ensemble}: no such ensemble file")
+    prepare_output_file(ensemble, inputs=[inputs, val, val_labels])  # rewritten in place at the end
+    set_threads(threads)
+    range_check(no_range_check)
     normals = inputs
     if folds is not None:
         from ..data.folds import paths_of_split
@@ -91,9 +110,13 @@ def submission_cmd(
     abdom_sample: Path = typer.Option(..., "--abdom-sample", help="Model for abdomen / sample."),
     source: Optional[Path] = typer.Option(None, "--source", help="mood-dpa project folder to install in the image (default: this checkout)."),
     allow_uncalibrated: bool = typer.Option(False, "--allow-uncalibrated", help="Accept ensembles without a fitted calibration."),
+    overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
     """Assemble the MOOD docker build context: Dockerfile, the four run scripts, the models and this package."""
     from ..inference.submission import build_submission
+    from ..outputs import prepare_output_dir
+
+    prepare_output_dir(out, inputs=[brain_pixel, brain_sample, abdom_pixel, abdom_sample], overwrite=overwrite, replace=True)
 
     info = build_submission(
         out,

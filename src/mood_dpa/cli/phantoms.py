@@ -14,6 +14,7 @@ import typer
 
 from ..errors import MoodError
 from .app import app
+from .checks import OVERWRITE_OPTION
 
 
 class Kind(str, Enum):
@@ -29,6 +30,7 @@ def phantoms(
     seed: int = typer.Option(0, "--seed", help="Population seed; subject k is the same whatever --count is."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder (created if needed)."),
     gzip_level: int = typer.Option(1, "--gzip-level", help="gzip compression level 0-9 of the .nii.gz files."),
+    overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
     """Write a population of synthetic healthy volumes (the embedded data every demo uses).
 
@@ -40,8 +42,11 @@ def phantoms(
     """
     from ..data.phantoms import write_phantoms
 
+    from ..outputs import prepare_output_dir
+
     if count < 1:
         raise MoodError(f"--count must be at least 1, got {count}")
+    prepare_output_dir(out_dir, overwrite=overwrite)
     start = time.perf_counter()
     paths = write_phantoms(kind.value, count, size, seed, out_dir, compresslevel=gzip_level)
     elapsed = time.perf_counter() - start
@@ -59,9 +64,11 @@ def show(
     log_scores: bool = typer.Option(False, "--log-scores", help="Calibrated scores on a log colour scale (1e-4 to 1): shows how a voxel ranks among normal voxels."),
 ) -> None:
     """Draw three orthogonal slices of a volume, with an optional mask contour and score heat map."""
+    from ..outputs import prepare_output_file
     from ..viz import show_volume
     from ..volumes import read_volume
 
+    prepare_output_file(out_png, inputs=[volume, mask, scores])
     vol = read_volume(volume)
     msk = read_volume(mask).data if mask is not None else None
     scr = read_volume(scores).data if scores is not None else None

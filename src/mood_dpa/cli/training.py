@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
+from .checks import OVERWRITE_OPTION, THREADS_OPTION, set_threads
 
 _SET = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
                     help="Override a config field, e.g. --set optim.lr=2e-4 --set data.fold=1. Repeatable.")
@@ -16,13 +17,32 @@ _DEVICES = typer.Option(None, "--devices", help="Devices per node; > 1 trains wi
 _ACCEL = typer.Option(None, "--accelerator", help="auto (GPU when present), cpu, gpu, mps.")
 
 
-def _overrides(sets: Optional[List[str]], devices: Optional[int], accelerator: Optional[str]) -> list[str]:
+def _overrides(sets: Optional[List[str]], devices: Optional[int], accelerator: Optional[str], threads: Optional[int] = None) -> list[str]:
     out = list(sets or [])
+    threads = set_threads(threads)  # --threads, else OMP_NUM_THREADS / MKL_NUM_THREADS when set
+    if threads is not None:
+        out.append(f"trainer.threads={threads}")
     if devices is not None:
         out.append(f"trainer.devices={devices}")
     if accelerator is not None:
         out.append(f"trainer.accelerator={accelerator}")
     return out
+
+
+def _check_run_dir(cfg, resume: bool, overwrite: bool) -> None:
+    """The run folder: not a slice store or inside one, writable, made by mood-dpa (or --overwrite / --resume)."""
+    from ..data.slices import SliceStore
+    from ..outputs import check_writable, prepare_output_dir, remove_stale_temps
+
+    run_dir = Path(cfg.run_dir)
+    stores = list(getattr(cfg.data, "stores", []) or [])
+    for store in stores:  # a missing store is reported before the run folder is made
+        SliceStore(store)
+    if resume:  # continuing a run: it is ours by definition (the runner checks for its checkpoint)
+        check_writable(run_dir)
+        remove_stale_temps(run_dir)
+        return
+    prepare_output_dir(run_dir, inputs=stores, overwrite=overwrite)
 
 
 @app.command("pretrain")
@@ -32,6 +52,8 @@ def pretrain(
     resume: bool = _RESUME,
     devices: Optional[int] = _DEVICES,
     accelerator: Optional[str] = _ACCEL,
+    threads: Optional[int] = THREADS_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
     """Pre-train the VGG19 of the perceptual loss with SimCLR on slice stores (any number, any axis).
 
@@ -42,7 +64,8 @@ def pretrain(
     from ..training.config import SimCLRConfig
     from ..training.runner import pretrain_simclr
 
-    cfg = load_config(SimCLRConfig, config, _overrides(set_, devices, accelerator))
+    cfg = load_config(SimCLRConfig, config, _overrides(set_, devices, accelerator, threads))
+    _check_run_dir(cfg, resume, overwrite)
     out = pretrain_simclr(cfg, resume=resume)
     if out.is_file():
         typer.echo(f"pretrain: VGG19 features written to {out}")
@@ -69,6 +92,8 @@ def train(
     resume: bool = _RESUME,
     devices: Optional[int] = _DEVICES,
     accelerator: Optional[str] = _ACCEL,
+    threads: Optional[int] = THREADS_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
     """Train one model of the method the config names (default: one DPA autoencoder for one axis), with early stopping on the validation fold.
 
@@ -79,11 +104,15 @@ def train(
     from ..errors import MoodError
     from ..methods.registry import method_by_name
 
+    from ..config import load_config
+
     entry = method_by_name(_method_of(config))
-    if entry.train is None:
+    if entry.train is None or entry.config is None:
         raise MoodError(f"{config}: method {entry.name!r} is not trained with 'mood-dpa train' (see its own command)")
-    out = entry.train(config, _overrides(set_, devices, accelerator), resume)
-    summary = Path(out).parent / "summary.json" if out is not None else None
+    cfg = load_config(entry.config, config, _overrides(set_, devices, accelerator, threads))
+    _check_run_dir(cfg, resume, overwrite)
+    out = entry.train(cfg, resume=resume)
+    summary = Path(cfg.run_dir) / "summary.json"
     if out is not None and Path(out).is_file() and summary.is_file():
         s = json.loads(summary.read_text())
         best = s.get("best_val_loss")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import MoodError
-from ..volumes import volume_id
+from ..volumes import check_volume_ids, volume_id
 
 Split = Literal["train", "val", "all"]
 
@@ -22,6 +22,7 @@ def make_folds(filenames: Iterable[str], n_folds: int, seed: int) -> dict[str, i
     names = sorted(Path(f).name for f in filenames)
     if len(set(names)) != len(names):
         raise MoodError("folds: duplicate file names")
+    check_volume_ids(names)  # later commands match files by volume id: refuse names they would reject
     if n_folds < 2:
         raise MoodError(f"folds: --n-folds must be at least 2 (got {n_folds})")
     if len(names) < n_folds:

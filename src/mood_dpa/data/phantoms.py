@@ -691,7 +691,9 @@ def write_phantoms(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise MoodError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import mark_output_dir
+
+    mark_output_dir(out)  # creates it, with the marker of a mood-dpa output
     affine = phantom_affine(size)
     paths = []
     for i in track(range(count), f"{kind} phantoms {size}^3", total=count):

@@ -22,12 +22,16 @@ import torch.nn.functional as F
 from ..atomic import atomic_dir
 from ..errors import MoodError
 from ..progress import track
-from ..volumes import iter_volumes, list_volumes, volume_id
+from ..volumes import check_volume_ids, iter_volumes, list_volumes, volume_id
 from .folds import Split, split_ids
 
 #: The seed kept a slice with at least 4000 of its 256x256 pixels > 0.
 SEED_MIN_FRACTION = 4000 / 65536
-STORE_VERSION = 1
+#: Version 2: ``index.csv``'s ``row`` is the slice's position in ``slices.npy``. Version 1 wrote a wrong
+#: ``row`` column (a running count that skipped ahead); its index rows are still in array order, so a
+#: version-1 store is read by position and its ``row`` column is ignored.
+STORE_VERSION = 2
+READABLE_STORE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -115,9 +119,7 @@ def build_store(
         raise MoodError(f"slices: --size must be between 8 and 1024 (got {size})")
     if axis not in (0, 1, 2):
         raise MoodError(f"slices: --axis must be 0, 1 or 2 (got {axis})")
-    ids = [volume_id(p) for p in paths]
-    if len(set(ids)) != len(ids):
-        raise MoodError("slices: two input files map to the same volume id")
+    check_volume_ids(paths)  # names the two files that collide
     rows: list[tuple[int, str, str, int]] = []
     shapes: dict[str, list[int]] = {}
     with atomic_dir(out) as tmp:
@@ -130,7 +132,8 @@ def build_store(
                 fh.write(stack[:, 0].clamp(0, 1).numpy().astype("<f2").tobytes())
                 vid = volume_id(path)
                 shapes[path.name] = list(vol.data.shape)
-                rows.extend((len(rows) + k, vid, path.name, int(i)) for k, i in enumerate(idx))
+                first = len(rows)  # the row of this volume's first slice in slices.npy
+                rows.extend((first + k, vid, path.name, int(i)) for k, i in enumerate(idx))
             fh.seek(0)
             fh.write(_npy_header((len(rows), size, size)))
         with open(tmp / "index.csv", "w", newline="") as fh:
@@ -164,6 +167,13 @@ class SliceStore:
                 rows = list(csv.DictReader(fh))
         except (OSError, ValueError, KeyError) as exc:
             raise MoodError(f"{self.path}: broken slice store ({exc})") from None
+        version = self.meta.get("version")
+        if version not in READABLE_STORE_VERSIONS:
+            raise MoodError(
+                f"{self.path}: slice store version {version!r} cannot be read by this mood-dpa "
+                f"(reads versions {', '.join(map(str, READABLE_STORE_VERSIONS))}); rebuild it with 'mood-dpa slices'"
+            )
+        self.version = int(version)
         self.axis: int = int(self.meta["axis"])
         self.size: int = int(self.meta["size"])
         self.rule = SliceRule.from_dict(self.meta["rule"])
@@ -172,6 +182,14 @@ class SliceStore:
         self.slice_indices = np.array([int(r["slice_index"]) for r in rows], dtype=np.int64)
         if len(rows) != self.slices.shape[0]:
             raise MoodError(f"{self.path}: index has {len(rows)} rows but slices.npy has {self.slices.shape[0]}")
+        if self.version >= 2:
+            try:
+                listed = np.array([int(r["row"]) for r in rows], dtype=np.int64)
+            except (KeyError, ValueError, TypeError):
+                listed = None
+            if listed is None or not np.array_equal(listed, np.arange(len(rows))):
+                raise MoodError(f"{self.path}: index.csv's row column does not match slices.npy; rebuild it with 'mood-dpa slices'")
+        # version 1: the row column is wrong but the index lists slices in array order, so position is the row
 
     def __len__(self) -> int:
         return int(self.slices.shape[0])

@@ -3,7 +3,10 @@
 Rules (MOOD_PROTOCOL.md, followed to the letter):
 
 - Pairing is driven by the label folder: for each label file, the prediction with the same name.
-- Pixel level: label rounded and clipped to {0, 1}; prediction read as float16 and clipped to [0, 1];
+- Labels must be 0 or 1 (pixel and sample; NaN too is refused with an error naming the file): MOOD's
+  labels are, and rounding anything else (an image folder given as labels) gives a plausible, wrong AP.
+- A prediction folder with no prediction for any case is an error; labels of one class only are warned about.
+- Pixel level: label read as {0, 1}; prediction read as float16 and clipped to [0, 1];
   a missing prediction, or one whose shape differs from the label, counts as all zeros (a warning
   names the case). All voxels of all cases are pooled into ONE average precision.
 - Sample level: label = int(first line); prediction = float(first line) clipped to [0, 1]; missing or
@@ -165,9 +168,23 @@ def read_label_volume(path: Path) -> tuple[np.ndarray, tuple]:
         raw = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad label file
         raise MoodError(f"{path}: cannot read label volume ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if np.issubdtype(raw.dtype, np.integer) or raw.dtype == bool:
-        return raw >= 1, raw.shape
-    return np.rint(raw) >= 1, raw.shape
+    check_binary_labels(raw, path)
+    return raw >= 1, raw.shape
+
+
+def check_binary_labels(raw: np.ndarray, path: Path) -> None:
+    """Labels must be 0 or 1: an image folder given as labels would otherwise be rounded into a plausible AP."""
+    if raw.dtype == bool:
+        return
+    if np.issubdtype(raw.dtype, np.floating) and np.isnan(raw).any():
+        raise MoodError(f"{path}: label volume has NaN voxels; labels must be 0 or 1")
+    other = np.count_nonzero((raw != 0) & (raw != 1))
+    if other:
+        lo, hi = float(np.min(raw)), float(np.max(raw))
+        raise MoodError(
+            f"{path}: {other} label voxels are neither 0 nor 1 (values span [{lo:.4g}, {hi:.4g}]); "
+            "labels must be 0 or 1 (is this the image folder?)"
+        )
 
 
 def read_prediction_volume(path: Path) -> np.ndarray:
@@ -217,9 +234,12 @@ def _first_line(path: Path) -> str:
 
 def read_sample_label(path: Path) -> int:
     try:
-        return int(np.clip(int(_first_line(path)), 0, 1))
+        value = int(_first_line(path))
     except (OSError, ValueError):
-        raise MoodError(f"{path}: first line is not an integer sample label") from None
+        raise MoodError(f"{path}: first line is not an integer sample label (0 or 1)") from None
+    if value not in (0, 1):
+        raise MoodError(f"{path}: sample label {value}; labels must be 0 or 1")
+    return value
 
 
 def read_sample_prediction(path: Path, warn: Callable[[str], None], case: str) -> tuple[float, bool]:
@@ -349,6 +369,11 @@ def evaluate_folder(
             on_warning(msg)
 
     names = [case_name(p.name) for p in files]
+    if not any((pred_dir / p.name).is_file() for p in files):
+        raise MoodError(
+            f"{pred_dir}: none of the {len(files)} cases of {label_dir} has a prediction here "
+            f"(expected files named like {files[0].name}); wrong folder or task?"
+        )
     missing: list[str] = []
     items = track(files, f"evaluating {task}") if progress else files
     if task == "pixel":
@@ -394,8 +419,13 @@ def evaluate_folder(
         def boot() -> dict:
             return bootstrap_sample_ap(scores, labs, bootstrap, seed)
 
+    if len(missing) == len(files):
+        raise MoodError(f"{pred_dir}: no usable prediction for any of the {len(files)} cases (see the warnings above)")
     if n_pos == 0:
         warn("no positive label anywhere: AP is undefined")
+    elif n_neg == 0:
+        what = "voxel" if task == "pixel" else "case"
+        warn(f"every {what} is labelled positive (one class only): AP is 1 by construction and says nothing")
     per_kind: dict[str, dict] = {}
     per_scope: dict[str, dict] = {}
     per_group: dict[str, dict] = {}

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..atomic import write_text
+from ..outputs import mark_output_dir
 from ..errors import MoodError
 from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
@@ -97,7 +98,7 @@ def predict_folder(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MoodError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out_dir)  # creates it with the marker of a mood-dpa output (mood_dpa.outputs)
     summary = PredictSummary(task=task)
     start = time.perf_counter()
 

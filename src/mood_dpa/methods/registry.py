@@ -6,7 +6,7 @@ A model file says what it is: a ``.pt`` file is a ``torch.save``'d dict whose ``
 
 * ``load(path, device) -> list`` of raw scorers for the shell (:class:`~mood_dpa.inference.scorer.AxisModel`
   for slice models, :class:`~mood_dpa.inference.scorer.VolumeModel` for whole-volume ones);
-* ``train(config_path, overrides, resume) -> model path or None`` (``mood-dpa train CONFIG`` dispatches
+* ``train(cfg, resume=False) -> model path`` (``cfg``: an instance of ``config``) (``mood-dpa train CONFIG`` dispatches
   on the YAML's top-level ``method:``, default ``dpa``), or None when the method is fitted elsewhere;
 * ``config``: its training config class (or None);
 * ``shell_settings(path) -> dict``: shell settings a lone model file carries (``calibration``,
@@ -16,7 +16,7 @@ Adding a method (e.g. ``segmenter``): write ``methods/segmenter/`` with a loader
 and a ``train`` built on :func:`mood_dpa.training.runner.run_training`, then add ONE entry below::
 
     _entry("segmenter", "mood-dpa/segmenter-model", "mood_dpa.methods.segmenter.scorer:load_scorers",
-           train="mood_dpa.methods.segmenter.train:train_from_config",
+           train="mood_dpa.methods.segmenter.train:train_segmenter",
            config="mood_dpa.methods.segmenter.config:SegmenterTrainConfig")
 
 Entries name their code by ``"module:attribute"`` strings so that importing the registry stays cheap
@@ -80,7 +80,7 @@ def _entry(name: str, kind: str, loader: str, *, train: str | None = None, confi
 
 _ENTRIES = [
     _entry("dpa", "mood-dpa/dpa-model", "mood_dpa.methods.dpa.scorer:load_scorers",
-           train="mood_dpa.methods.registry:train_dpa_config", config="mood_dpa.methods.dpa.config:DPATrainConfig"),
+           train="mood_dpa.methods.dpa.train:train_dpa", config="mood_dpa.methods.dpa.config:DPATrainConfig"),
     _entry("histogram", "histogram", "mood_dpa.methods.histogram.scorer:load_scorers",
            settings="mood_dpa.methods.registry:histogram_settings"),
 ]
@@ -150,14 +150,6 @@ def load_scorers(path: str | os.PathLike, device: Any = None) -> list:
 
 
 # ---------------------------------------------------------------- glue of the built-in entries
-
-
-def train_dpa_config(config: str | os.PathLike, overrides: list[str] | None = None, resume: bool = False) -> Path:
-    from ..config import load_config
-    from .dpa.config import DPATrainConfig
-    from .dpa.train import train_dpa
-
-    return train_dpa(load_config(DPATrainConfig, config, list(overrides or [])), resume=resume)
 
 
 def histogram_settings(path: str | os.PathLike) -> dict:

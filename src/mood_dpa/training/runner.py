@@ -48,7 +48,9 @@ def _prepare_run_dir(run_dir: Path, resume: bool, cfg: Any) -> Path | None:
     if global_rank() == 0:
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
             raise MoodError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another run_dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        from ..outputs import mark_output_dir
+
+        mark_output_dir(run_dir)  # creates it, with the marker of a mood-dpa output
         write_text(run_dir / "config.yaml", dump_config(cfg))
     return None
 

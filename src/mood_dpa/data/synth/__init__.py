@@ -13,12 +13,12 @@ Each local kind is a small function ``fn(data, region, rng, **options) -> (out, 
 
 from .kinds import KINDS, MIN_CHANGE, changed_mask, ellipsoid, noise, patch, reflect, shift, sink, source, uniform
 from .global_kinds import GLOBAL_KINDS, global_label
-from .layout import ALL_KINDS, KIND_GROUPS, MANIFEST_FIELDS, apply_anomaly, kind_scope, make_synthetic_set, parse_kinds, parse_range, read_fold_ids, read_manifest
+from .layout import ALL_KINDS, KIND_GROUPS, MANIFEST_FIELDS, apply_anomaly, kind_scope, make_synthetic_set, parse_kinds, parse_range, read_manifest
 from .regions import SHAPES, Region, make_region, sample_region, seed_ellipsoid_region
 
 __all__ = [
     "KINDS", "GLOBAL_KINDS", "ALL_KINDS", "KIND_GROUPS", "global_label", "kind_scope", "MIN_CHANGE", "MANIFEST_FIELDS", "SHAPES", "Region",
     "apply_anomaly", "changed_mask", "make_region", "make_synthetic_set", "parse_kinds", "parse_range",
-    "read_fold_ids", "read_manifest", "sample_region", "seed_ellipsoid_region",
+    "read_manifest", "sample_region", "seed_ellipsoid_region",
     "ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", "patch",
 ]

@@ -146,13 +146,6 @@ def _stem(path: Path) -> str:
     return name
 
 
-def read_fold_ids(folds_csv: str | os.PathLike, fold: int) -> set[str]:
-    """Volume ids whose test fold is ``fold`` in a folds CSV (``filename,test_fold``)."""
-    from ..folds import read_folds
-
-    return {vid for vid, f in read_folds(folds_csv).items() if int(f) == int(fold)}
-
-
 def make_synthetic_set(
     volume_paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
