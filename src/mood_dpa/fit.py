@@ -31,7 +31,6 @@ from .errors import MoodError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 STATE_FILE = "fit_state.json"
-MARKER = ".mood-dpa-fit"
 #: Axes the seed trained per dataset (abdomen: 0 and 2 only).
 AXES = {"brain": (0, 1, 2), "abdom": (0, 2)}
 #: Every method fit can train, in training order. "l1" is the plain-L1 autoencoder reference of the DPA.
@@ -212,6 +211,7 @@ def run_fit(
     device: str | None = None,
     threads: int | None = None,
     report: bool = True,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> FitOutcome:
     """Train every requested method on the volumes in ``data`` and write detectors into ``out``."""
@@ -230,7 +230,7 @@ def run_fit(
     vols = list_volumes(data)
     if len(vols) < 2 * plan.n_folds:
         raise MoodError(f"{data}: {len(vols)} volumes are too few for {plan.n_folds} folds (need at least {2 * plan.n_folds})")
-    out = _prepare_fit_output(data, out)
+    out = _prepare_fit_output(data, out, overwrite)
     options = {"data": str(data.resolve()), "preset": preset, "methods": list(chosen), "kind": kind, "seed": seed,
                "volumes": [p.name for p in vols]}
     state = FitState(out, options)
@@ -278,19 +278,13 @@ def run_fit(
     return FitOutcome(out, final, detectors, stage.timings, report_path)
 
 
-def _prepare_fit_output(data: Path, out: Path) -> Path:
-    """A new or empty folder, or one an earlier ``fit`` made; never the data folder or one inside it."""
-    d, o = data.resolve(), out.resolve()
-    if o == d or d in o.parents or o in d.parents:
-        raise MoodError(f"-o {out}: the output folder must not be the data folder, inside it, or contain it")
-    if out.exists() and not out.is_dir():
-        raise MoodError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise MoodError(f"{out}: folder is not empty and was not made by 'mood-dpa fit'; choose another -o")
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).exists():
-        write_text(out / MARKER, "made by mood-dpa fit; a rerun with the same options continues it\n")
-    return out
+def _prepare_fit_output(data: Path, out: Path, overwrite: bool) -> Path:
+    """A new or empty folder, or one an earlier ``fit`` (any mood-dpa command) made; never the data folder,
+    inside it, or holding it (the shared output rules of :mod:`mood_dpa.outputs`)."""
+    from .outputs import mark_output_dir, prepare_output_dir
+
+    prepare_output_dir(out, inputs=[data], overwrite=overwrite)
+    return mark_output_dir(out)
 
 
 # ============================================================================ one trainer per method

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .app import app
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, range_check, set_threads
 
 
 @app.command("fit")
@@ -21,8 +22,10 @@ def fit_cmd(
     kind: str = typer.Option("brain", "--kind", help="brain (axes 0, 1, 2) or abdom (axes 0 and 2, as the seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default: a GPU when present), cpu or gpu."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for training and scoring (default: all)."),
+    threads: Optional[int] = THREADS_OPTION,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the validation report on the tuning set."),
+    overwrite: bool = OVERWRITE_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
     """Train detectors on healthy volumes: folds -> slices -> tuning set -> SimCLR -> models -> calibrated detectors.
 
@@ -32,8 +35,10 @@ def fit_cmd(
     """
     from ..fit import run_fit
 
+    threads = set_threads(threads)
+    range_check(no_range_check)
     outcome = run_fit(data, out, preset=preset, methods=method, kind=kind, seed=seed, device=device, threads=threads,
-                      report=report, log=typer.echo)
+                      report=report, overwrite=overwrite, log=typer.echo)
     for name, path in outcome.detectors.items():
         typer.echo(f"  detector {name}: {path}")
     if outcome.report is not None:
