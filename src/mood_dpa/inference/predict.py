@@ -6,6 +6,10 @@ For each ``*.nii.gz`` / ``*.nii`` in IN:
   geometry, finite scores in [0, 1];
 - sample task: ``OUT/<same name>.txt`` with one float in [0, 1] on the first line.
 
+A detector that says where it comes from (``detector.source``: the detector YAML or model file, its
+sha256 and what it was tuned on; :func:`mood_dpa.inference.detectors.load_detector` sets it) is
+recorded in ``OUT/.mood-dpa-predict.json`` (:mod:`mood_dpa.inference.record`; ``evaluate`` reads it).
+
 Writes are atomic. A bad input (unreadable, NaN, 4-D ...) or a detector failure on one file is
 reported in one line and skipped; the others are still written. The caller decides the exit code
 from ``summary.failed`` (the CLI exits 2).
@@ -28,7 +32,9 @@ from ..atomic import write_text
 from ..errors import MoodError
 from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
+from ..ranks import global_rank
 from .pipeline import BackgroundWriter, shard_paths
+from .record import write_predict_record
 
 TASKS = ("pixel", "sample")
 
@@ -98,6 +104,10 @@ def predict_folder(
     if out_dir.exists() and not out_dir.is_dir():
         raise MoodError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
+    source = getattr(detector, "source", None)
+    if isinstance(source, dict) and source and global_rank() == 0:
+        # which detector writes these outputs and what it was tuned on (evaluate warns on its tuning set)
+        write_predict_record(out_dir, source, tasks, in_dir)
     summary = PredictSummary(task=task)
     start = time.perf_counter()
 
