@@ -45,7 +45,7 @@ export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor" TRITON_CACHE_DIR="$WORK/triton" 
 export PYTHONDONTWRITEBYTECODE=1 PYTHONPYCACHEPREFIX="$WORK/pycache" MOOD_DPA_QUIET=1
 cd "$WORK"
 if [ -n "${MOOD_DPA_DEVICE:-}" ]; then
-    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --device "$MOOD_DPA_DEVICE"
+    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --no-record --device "$MOOD_DPA_DEVICE"
 else
-    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT"
+    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --no-record
 fi

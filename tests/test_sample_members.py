@@ -231,7 +231,7 @@ def test_evaluate_warns_on_the_tuning_set_only(world, tmp_path, cli, capsys):
     assert json.loads((tmp_path / "b.json").read_text())["tuning_warning"] is None
 
 
-def test_record_keeps_the_other_task_and_a_lone_model_is_tuned_on_nothing(world, tmp_path):
+def test_record_keeps_the_other_task_and_a_lone_model_is_tuned_on_nothing(world, tmp_path, cli):
     det_file = write_ensemble(tmp_path / "det.yaml", [world["hist"]])
     calibrate_ensemble(det_file, world["train"], val_dir=world["A"], samples_per_volume=5000, progress=False)
     out = tmp_path / "pred"
@@ -243,6 +243,10 @@ def test_record_keeps_the_other_task_and_a_lone_model_is_tuned_on_nothing(world,
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [RECORD_NAME]  # no temp file left
     assert evaluate_folder(out, world["A"], "pixel", on_warning=None, progress=False).tuning_warning is not None
     assert evaluate_folder(out, world["A"], "sample", on_warning=None, progress=False).tuning_warning is None
+    # --no-record (the challenge container): the outputs and nothing else
+    quiet = tmp_path / "quiet"
+    assert cli(["predict", "--model", det_file, "--task", "sample", "-i", world["A"] / "toy", "-o", quiet, "--no-record"]) == 0
+    assert sorted(p.name for p in quiet.iterdir()) == sorted(f"{p.name}.txt" for p in (world["A"] / "toy").iterdir())
     # a foreign or broken record is ignored (it is advisory)
     (out / RECORD_NAME).write_text("{not json")
     assert read_predict_record(out) is None

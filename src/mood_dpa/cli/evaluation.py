@@ -139,6 +139,7 @@ def predict(
     out: Path = typer.Option(..., "-o", "--output", help="Output folder (MOOD layout)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic; ignored by the baseline)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass of slice models (ignored by volume models such as the baseline)."),
+    record: bool = typer.Option(True, "--record/--no-record", help="Write OUT/.mood-dpa-predict.json (which model, tuned on what; `evaluate` warns on the tuning set). The challenge container writes none."),
 ) -> None:
     """Score every volume of a folder and write MOOD-format predictions; exit 2 if any input failed."""
     from ..inference.detectors import load_detector
@@ -147,7 +148,7 @@ def predict(
     if task not in ("pixel", "sample", "both"):
         raise MoodError(f"--task {task!r}: expected pixel, sample or both")
     detector = load_detector(model, device=device, batch_size=batch_size)
-    summary = predict_folder(detector, inputs, out, task)
+    summary = predict_folder(detector, inputs, out, task, record=record)
     typer.echo(summary.line())
     if summary.failed:
         raise typer.Exit(code=2)

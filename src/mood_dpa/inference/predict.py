@@ -86,6 +86,7 @@ def predict_folder(
     on_error: Callable[[str], None] | None = _stderr,
     prefetch: int = 2,
     files: Sequence[Path] | None = None,
+    record: bool = True,
 ) -> PredictSummary:
     """Run ``detector`` (any Detector) on every volume of ``in_dir`` and write MOOD-format outputs.
 
@@ -93,7 +94,8 @@ def predict_folder(
     (their names never collide, and the evaluator finds each by its label's name). Reading the
     next ``prefetch`` volumes and writing the previous outputs run in threads while the detector
     computes. Under ``torchrun`` (RANK / WORLD_SIZE set) each process takes its strided share of
-    the inputs; ``files`` overrides the list.
+    the inputs; ``files`` overrides the list. ``record=False`` writes no prediction record (the challenge
+    container: OUT holds the outputs and nothing else).
     """
     if task not in (*TASKS, "both"):
         raise MoodError(f"--task {task!r}: expected pixel, sample or both")
@@ -105,7 +107,7 @@ def predict_folder(
         raise MoodError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     source = getattr(detector, "source", None)
-    if isinstance(source, dict) and source and global_rank() == 0:
+    if record and isinstance(source, dict) and source and global_rank() == 0:
         # which detector writes these outputs and what it was tuned on (evaluate warns on its tuning set)
         write_predict_record(out_dir, source, tasks, in_dir)
     summary = PredictSummary(task=task)
