@@ -240,7 +240,7 @@ def test_record_keeps_the_other_task_and_a_lone_model_is_tuned_on_nothing(world,
     tasks = read_predict_record(out)["tasks"]
     assert tasks["pixel"]["detector"]["path"] == str(det_file.resolve())
     assert tasks["sample"]["detector"]["path"] == str(world["vh"].resolve()) and tasks["sample"]["detector"]["tuned_on"] is None
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [RECORD_NAME]  # no temp file left
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".mood-dpa", RECORD_NAME]  # no temp file left
     assert evaluate_folder(out, world["A"], "pixel", on_warning=None, progress=False).tuning_warning is not None
     assert evaluate_folder(out, world["A"], "sample", on_warning=None, progress=False).tuning_warning is None
     # --no-record (the challenge container): the outputs and nothing else
