@@ -243,7 +243,7 @@ def test_record_keeps_the_other_task_and_a_lone_model_is_tuned_on_nothing(world,
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".mood-dpa", RECORD_NAME]  # no temp file left
     assert evaluate_folder(out, world["A"], "pixel", on_warning=None, progress=False).tuning_warning is not None
     assert evaluate_folder(out, world["A"], "sample", on_warning=None, progress=False).tuning_warning is None
-    # --no-record (the challenge container): the outputs and nothing else
+    # --no-record (the challenge container): no record (the run scripts also remove the output marker)
     quiet = tmp_path / "quiet"
     assert cli(["predict", "--model", det_file, "--task", "sample", "-i", world["A"] / "toy", "-o", quiet, "--no-record"]) == 0
     assert sorted(p.name for p in quiet.iterdir() if p.name != ".mood-dpa") == sorted(f"{p.name}.txt" for p in (world["A"] / "toy").iterdir())
