@@ -66,9 +66,9 @@ MARKED=0
 [ -e "$OUT/.mood-dpa" ] && MARKED=1
 set +e
 if [ -n "${MOOD_DPA_DEVICE:-}" ]; then
-    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --device "$MOOD_DPA_DEVICE"
+    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --no-record --device "$MOOD_DPA_DEVICE"
 else
-    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT"
+    "$BIN" predict --model "$MODEL" --task "$TASK" -i "$IN" -o "$OUT" --no-record
 fi
 RC=$?
 [ "$MARKED" -eq 0 ] && rm -f "$OUT/.mood-dpa"

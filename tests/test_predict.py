@@ -102,7 +102,8 @@ def test_cli_predict_with_the_baseline_and_a_corrupt_input(inputs, tmp_path, cli
     captured = capsys.readouterr()
     assert code == 2
     assert "corrupt.nii.gz" in captured.err and "1 input(s) failed" in captured.out
-    assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == [".mood-dpa", "case.nii.txt", "toy_0.nii.gz.txt"]
+    # the outputs, the marker, and the hidden record of which model wrote them (the MOOD evaluator pairs by label names)
+    assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == [".mood-dpa", ".mood-dpa-predict.json", "case.nii.txt", "toy_0.nii.gz.txt"]
     assert cli(["predict", "--model", tmp_path / "b.npz", "--task", "voxel", "-i", inputs, "-o", tmp_path / "x"]) == 2
 
 

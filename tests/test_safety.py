@@ -249,7 +249,7 @@ def test_volumes_outside_0_1_are_refused_where_they_train_or_score(work, cli, ca
     assert cli(["predict", "--model", work / "model.npz", "--task", "pixel", "-i", mixed, "-o", work / "pred"]) == 2
     err = capsys.readouterr().err
     assert "ct.nii.gz" in err and "outside [0, 1]" in err and "mood-dpa prepare" in err
-    assert sorted(p.name for p in (work / "pred").iterdir()) == [".mood-dpa", "ok.nii.gz"]
+    assert sorted(p.name for p in (work / "pred").iterdir()) == [".mood-dpa", ".mood-dpa-predict.json", "ok.nii.gz"]
     assert cli(["slices", "-i", hu, "-o", work / "store", "--axis", "0", "--size", "8", "--no-range-check"]) == 0
     # a later command that does not score (show) is not affected by an earlier command's setting
     assert cli(["show", hu / "ct.nii.gz", "-o", work / "ct.png"]) == 0

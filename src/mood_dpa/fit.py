@@ -226,7 +226,8 @@ def run_fit(
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
     plan = PRESETS[preset]
     chosen = parse_methods(methods, plan)
-    data, out = Path(data), Path(out)
+    # absolute: the fit state records paths, and a rerun may start from another working directory
+    data, out = Path(data).resolve(), Path(out).resolve()
     vols = list_volumes(data)
     if len(vols) < 2 * plan.n_folds:
         raise MoodError(f"{data}: {len(vols)} volumes are too few for {plan.n_folds} folds (need at least {2 * plan.n_folds})")
@@ -386,6 +387,7 @@ def _build_detector(path: Path, members: dict[str, list[str]], normals: Sequence
     from .inference.detector import fit_ensemble
 
     files = [f for fs in members.values() for f in fs]
+    path.parent.mkdir(parents=True, exist_ok=True)  # model paths are stored relative to the detector's folder
     fit_ensemble(path, files, list(normals), val_dir=tuning, device=device, seed=seed, progress=False)
     return path
 

@@ -1,4 +1,4 @@
-"""Commands: synth, evaluate, baseline fit, predict (heavy imports stay inside the functions)."""
+"""Commands: synth, evaluate, baseline fit / fit-volume, predict (heavy imports stay inside the functions)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..errors import MoodError
 from .app import app
 from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, set_threads
 
-baseline_app = typer.Typer(help="Non-learned reference detectors (intensity histogram).", no_args_is_help=True)
+baseline_app = typer.Typer(help="Non-learned reference detectors: the voxel intensity histogram (fit) and the sample-level volume histogram (fit-volume).", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")
 
 
@@ -85,6 +85,8 @@ def evaluate(
     ap = "undefined" if result.ap != result.ap else f"{result.ap:.4f}"
     extra = f", {len(result.missing)} missing/unusable predictions" if result.missing else ""
     typer.echo(f"{task} AP {ap} over {result.cases} cases ({result.positives} positive {'voxels' if task == 'pixel' else 'cases'}){extra}")
+    if result.tuning_warning:  # repeated last, where it cannot scroll away above the table
+        typer.echo(f"WARNING: {result.tuning_warning}", err=True)
 
 
 @baseline_app.command("fit")
@@ -123,6 +125,41 @@ def baseline_fit(
     typer.echo(f"fitted the histogram baseline on {len(paths)} volumes; wrote {out}")
 
 
+@baseline_app.command("fit-volume")
+def baseline_fit_volume(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of healthy training volumes."),
+    out: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz, detector volume-histogram)."),
+    folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: fit on the volumes NOT in --fold."),
+    fold: int = typer.Option(0, "--fold", help="Validation fold left out when --folds is given."),
+    bins: int = typer.Option(128, "--bins", help="Foreground intensity histogram bins over [0,1] (at least 8)."),
+    k: int = typer.Option(5, "--k", help="Nearest training volumes averaged (at most the number of volumes - 1)."),
+    fraction_weight: float = typer.Option(1.0, "--fraction-weight", help="Weight of the foreground-fraction part (0 = left out)."),
+    noise_weight: float = typer.Option(1.0, "--noise-weight", help="Weight of the noise-floor part (0 = left out)."),
+    combination: str = typer.Option("max", "--combination", help="How the parts combine: max (each over its normal maximum) or sum."),
+    seed: int = typer.Option(0, "--seed", help="Recorded in the file (the fit itself is deterministic)."),
+) -> None:
+    """Fit the SAMPLE-LEVEL volume-histogram detector on healthy volumes (how far a volume's intensity profile is from its nearest training volumes).
+
+    It gives one score per volume and no voxel map: predict with it alone (--task sample), or add it to a detector with `mood-dpa ensemble ... volhist.npz`, where `calibrate --val` chooses how its score joins the map-based sample score."""
+    from ..data.folds import paths_of_split
+    from ..methods.volume_histogram import COMBINATIONS, VolumeHistogramDetector
+    from ..volumes import list_volumes
+
+    if not str(out).endswith(".npz"):
+        raise MoodError(f"{out}: the volume-histogram model file must end in .npz")
+    if combination not in COMBINATIONS:
+        raise MoodError(f"--combination {combination!r}: expected {' or '.join(COMBINATIONS)}")
+    paths = list_volumes(inputs)
+    if folds is not None:
+        paths = paths_of_split(paths, folds, fold, "train")
+        if not paths:
+            raise MoodError(f"{folds}: every volume of {inputs} is in fold {fold}; nothing to fit on")
+    det = VolumeHistogramDetector.fit(paths, bins=bins, k=k, fraction_weight=fraction_weight, noise_weight=noise_weight,
+                                      combination=combination, seed=seed)
+    det.save(out)
+    typer.echo(f"fitted the volume-histogram detector on {len(paths)} volumes (k={det.k}, {combination}); wrote {out}")
+
+
 @app.command()
 def predict(
     model: Path = typer.Option(..., "--model", help="Model file: a detector .yaml (any methods) or a baseline .npz."),
@@ -134,6 +171,7 @@ def predict(
     overwrite: bool = OVERWRITE_OPTION,
     threads: int = THREADS_OPTION,
     no_range_check: bool = NO_RANGE_CHECK_OPTION,
+    record: bool = typer.Option(True, "--record/--no-record", help="Write OUT/.mood-dpa-predict.json (which model, tuned on what; `evaluate` warns on the tuning set). The challenge container writes none."),
 ) -> None:
     """Score every volume of a folder and write MOOD-format predictions; exit 2 if any input failed."""
     from ..inference.detectors import load_detector
@@ -150,7 +188,7 @@ def predict(
     set_threads(threads)
     range_check(no_range_check)
     detector = load_detector(model, device=device, batch_size=batch_size)
-    summary = predict_folder(detector, inputs, out, task)
+    summary = predict_folder(detector, inputs, out, task, record=record)
     typer.echo(summary.line())
     if summary.failed:
         raise typer.Exit(code=2)

@@ -13,7 +13,7 @@ from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, che
 
 @app.command("ensemble")
 def ensemble_cmd(
-    models: list[Path] = typer.Argument(..., help="Model files of any methods (RUN_DIR/model.pt per axis, a baseline .npz ...); grouped by method into members."),
+    models: list[Path] = typer.Argument(..., help="Model files of any methods (RUN_DIR/model.pt per axis, a baseline .npz, a volume-histogram .npz ...); grouped by method into members."),
     out: Path = typer.Option(..., "-o", "--output", help="Ensemble YAML to write (model paths are stored relative to it)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Comma-separated weight per model file (default: equal)."),
     combine: str = typer.Option("mean", "--combine", help="How a member's axis maps combine per voxel: mean, max or mean_covered."),
@@ -23,7 +23,7 @@ def ensemble_cmd(
 ) -> None:
     """Combine model files (one method or several) into one detector file for `predict` (calibrate it next).
 
-    Files are grouped by the method their file declares: e.g. three DPA axis files make one member, a histogram .npz another. Each member gets its own calibration; `calibrate --val` chooses how the members combine."""
+    Files are grouped by the method their file declares: e.g. three DPA axis files make one member, a histogram .npz another. Each member gets its own calibration; `calibrate --val` chooses how the members combine. A volume-histogram .npz (`baseline fit-volume`) is a sample-level member: no voxel map, its volume score joins the sample score as `calibrate --val` chooses (map, max or mean)."""
     from ..errors import MoodError
     from ..inference.detector import read_spec, write_ensemble
     from ..outputs import prepare_output_file
@@ -95,6 +95,8 @@ def calibrate_cmd(
     extra = f"; members combine by {info['member_combine']}" if "member_combine" in info else ""
     if "sample_rule_ap" in info:
         extra += f"; sample rule {info['sample_rule']} (AP {max(info['sample_rule_ap'].values()):.3f} on {info['validation_volumes']} volumes)"
+    if "sample_combine" in info:
+        extra += f"; with the sample-level members: {info['sample_combine']} (AP {max(info['sample_combine_ap'].values()):.3f})"
     typer.echo(
         f"calibrated {ensemble} on {info['samples']} voxels of {info['normal_volumes']} normal volumes"
         f" (raw normal max {info['raw_normal_max']:.4g}){extra} in {info['seconds']:.1f} s"

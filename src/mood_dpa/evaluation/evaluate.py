@@ -18,6 +18,9 @@ Rules (MOOD_PROTOCOL.md, followed to the letter):
   whole volume changed); ``per_scope`` gives each scope's cases pooled with all normal cases, so the
   sample level of local and global anomalies can be read apart.
 - A NaN prediction is an error naming the file.
+- Provenance: when the prediction folder holds ``.mood-dpa-predict.json`` (written by ``predict``), the
+  result names the detector (``detector`` in the JSON) and a warning says so when the label set
+  overlaps the set the detector was tuned on (:func:`mood_dpa.inference.record.tuning_warning`).
 
 The pooled pixel AP is exact and streaming: each case adds a count histogram over the 15,361 float16
 codes in [0, 1] (``metrics``), so memory does not grow with the number of voxels; the per-case
@@ -81,6 +84,10 @@ class EvalResult:
     missing: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     case_names: list = field(default_factory=list)
+    #: the prediction record's entry for this task (which detector, tuned on what), None without one
+    detector: dict | None = None
+    #: the warning about evaluating on the detector's tuning set, None when there is none
+    tuning_warning: str | None = None
     # the raw material of curves (not in the JSON): pooled pixel histogram, or sample scores and labels
     histogram: ScoreHistogram | None = None
     scores: np.ndarray | None = None
@@ -105,6 +112,8 @@ class EvalResult:
                 "bootstrap": self.bootstrap or {},
                 "missing": self.missing,
                 "warnings": self.warnings,
+                "detector": self.detector,
+                "tuning_warning": self.tuning_warning,
             }
         )
 
@@ -374,6 +383,11 @@ def evaluate_folder(
             f"{pred_dir}: none of the {len(files)} cases of {label_dir} has a prediction here "
             f"(expected files named like {files[0].name}); wrong folder or task?"
         )
+    from ..inference.record import find_manifest, tuning_warning
+
+    leak, provenance = tuning_warning(pred_dir, task, names, find_manifest(labels, manifest))
+    if leak is not None:
+        warn(leak)
     missing: list[str] = []
     items = track(files, f"evaluating {task}") if progress else files
     if task == "pixel":
@@ -454,8 +468,8 @@ def evaluate_folder(
         localisation = {"best_dice": dice, "best_dice_threshold": threshold, "hit_rate": rate, "hit_cases": n_hit}
     return EvalResult(
         task=task, ap=ap, roc_auc=auc, cases=len(files), positives=n_pos, negatives=n_neg, **localisation,
-        per_kind=per_kind, per_scope=per_scope, per_group=per_group, bootstrap=boot() if bootstrap else None, missing=missing, warnings=warnings,
-        case_names=names, histogram=total if task == "pixel" else None,
+        per_kind=per_kind, per_scope=per_scope, per_group=per_group, bootstrap=boot() if bootstrap else None, missing=missing,
+        warnings=warnings, case_names=names, detector=provenance, tuning_warning=leak, histogram=total if task == "pixel" else None,
         scores=scores if task == "sample" else None, labels=labs if task == "sample" else None,
     )
 

@@ -12,6 +12,15 @@ map is calibrated once, exactly as the single-method ensembles of version 1 were
 voxels (intensity <= ``background_threshold``) score 0 and every foreground voxel >= 2^-14; the
 sample score pools the voxel map by ``sample_rule``.
 
+A member can also be SAMPLE-LEVEL (its method gives :class:`~mood_dpa.inference.scorer.SampleModel`
+scorers, e.g. ``volume-histogram``): it gives no voxel map, so it never enters ``member_combine``, the
+calibrations or the pixel output; it gives one calibrated volume score. The detector's final sample
+score is then ``sample_combine`` (:data:`SAMPLE_COMBINE_RULES`) over the map-based sample score (the
+sample rule's) and the sample-level members' scores: ``map`` (ignore them; the default, and what a
+map-only detector does), ``max`` or ``mean``; ``calibrate --val`` chooses it by sample AP on the tuning
+set, ties going to ``map``. A detector of sample-level members only writes an all-zero voxel map and
+scores a volume by the mean of its members' scores.
+
 The detector file (``*.yaml``, version 2; paths are relative to the file)::
 
     format: mood-dpa/ensemble
@@ -31,6 +40,9 @@ The detector file (``*.yaml``, version 2; paths are relative to the file)::
         method: histogram
         models: [{path: histogram.npz, weight: 1.0}]
         calibration: {...}
+      - name: volume-histogram    # a sample-level member: no voxel map, one score per volume
+        method: volume-histogram
+        models: [{path: volhist.npz, weight: 1.0}]
     member_combine: mean          # mean | max | weighted (chosen on the tuning set by `calibrate --val`)
     background_threshold: 0.0     # voxels <= this score 0, all others >= 2^-14; null = no mask
     calibration:                  # final raw -> [0, 1] (mood_dpa.inference.calibration); a mapping,
@@ -39,6 +51,7 @@ The detector file (``*.yaml``, version 2; paths are relative to the file)::
       ys: [...]
       tail_scale: 0.123
     sample_rule: {kind: topk, fraction: 0.0001, sigma: 1.0}
+    sample_combine: map           # map | max | mean: the sample rule's score with the sample-level members'
     batch_size: null              # slices per forward pass; null = automatic (128 on CUDA; on a CPU by model size)
     bf16: false                   # bf16 autocast on CUDA
     info: {...}                   # provenance: what calibration was fitted on, what was tuned on (tuned_on)
@@ -89,6 +102,8 @@ FORMAT = "mood-dpa/ensemble"
 VERSION = 2
 #: how the calibrated maps of several members combine per voxel
 MEMBER_RULES: tuple[str, ...] = ("mean", "max", "weighted")
+#: how the map-based sample score and the sample-level members' scores combine (the first wins ties)
+SAMPLE_COMBINE_RULES: tuple[str, ...] = ("map", "max", "mean")
 #: Slices per forward pass on CUDA when neither the YAML nor the caller says: large batches fill the
 #: device (128 slices of 128^2 at C=128 is ~1 GB per fp32 activation).
 AUTO_BATCH = {"cuda": 128}
@@ -145,6 +160,7 @@ class EnsembleSpec(StrictModel):
     background_threshold: float | None = 0.0
     calibration: CalibrationSpec | str | None = None
     sample_rule: SampleRuleSpec = Field(default_factory=SampleRuleSpec)
+    sample_combine: Literal["map", "max", "mean"] = "map"
     batch_size: int | None = Field(None, ge=1)  # None: automatic (ShellDetector._auto_batch)
     bf16: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
@@ -277,6 +293,26 @@ class Member:
     calibration: Calibration | None = None
     weight: float = 1.0
 
+    @property
+    def sample_level(self) -> bool:
+        """True when the member's scorers give one volume score and no voxel map (SampleModel)."""
+        from .scorer import SampleModel
+
+        return bool(self.scorers) and all(isinstance(s, SampleModel) for s in self.scorers)
+
+
+def combine_sample_scores(map_score: float | None, member_scores: Sequence[float], rule: str) -> float:
+    """The final sample score: ``map`` (the map-based score), ``max`` or ``mean`` of it with the
+    sample-level members' scores. Without a map (``map_score`` None): the mean of the members' scores."""
+    if rule not in SAMPLE_COMBINE_RULES:
+        raise MoodError(f"sample combine rule {rule!r} is not known (use one of {', '.join(SAMPLE_COMBINE_RULES)})")
+    if map_score is None:
+        return float(np.mean(member_scores))
+    if rule == "map" or not member_scores:
+        return float(map_score)
+    values = [float(map_score), *(float(v) for v in member_scores)]
+    return float(max(values)) if rule == "max" else float(np.mean(values))
+
 
 def combine_members(maps: Sequence[Any], rule: str, weights: Sequence[float] | None = None):
     """Combine calibrated member maps (torch tensors of one shape) per voxel: ``mean``, ``max`` or
@@ -311,13 +347,14 @@ class ShellDetector:
         background_threshold: float | None = 0.0,
         calibration: Calibration | None = None,
         sample_rule: SampleRule | None = None,
+        sample_combine: str = "map",
         batch_size: int | None = None,
         bf16: bool = False,
         device: str | Any | None = None,
     ) -> None:
         import torch
 
-        from .scorer import COMBINE_RULES, device_for_rank
+        from .scorer import COMBINE_RULES, SampleModel, device_for_rank
 
         if not members:
             raise MoodError("a detector needs at least one member")
@@ -326,8 +363,12 @@ class ShellDetector:
                 raise MoodError(f"combine rule {m.combine!r} is not known (use one of {', '.join(COMBINE_RULES)})")
             if not m.scorers:
                 raise MoodError(f"member {m.name!r} has no model")
+            if not m.sample_level and any(isinstance(s, SampleModel) for s in m.scorers):
+                raise MoodError(f"member {m.name!r} mixes sample-level and voxel-map models")
         if member_combine not in MEMBER_RULES:
             raise MoodError(f"member combine rule {member_combine!r} is not known (use one of {', '.join(MEMBER_RULES)})")
+        if sample_combine not in SAMPLE_COMBINE_RULES:
+            raise MoodError(f"sample combine rule {sample_combine!r} is not known (use one of {', '.join(SAMPLE_COMBINE_RULES)})")
         self.device = device_for_rank(str(device) if device is not None else None)
         self.name = name
         self.members = list(members)
@@ -335,9 +376,22 @@ class ShellDetector:
         self.background_threshold = background_threshold
         self.calibration = calibration
         self.sample_rule = sample_rule or SampleRule()
+        self.sample_combine = sample_combine
+        #: provenance for the prediction record (set by load_ensemble / single_file_detector)
+        self.source: dict[str, Any] = {}
         self.bf16 = bool(bf16)
         self._torch = torch
         self.batch_size = int(batch_size) if batch_size else self._auto_batch()
+
+    @property
+    def map_members(self) -> list[Member]:
+        """The members that give a voxel map (they alone enter member_combine and the calibrations)."""
+        return [m for m in self.members if not m.sample_level]
+
+    @property
+    def sample_members(self) -> list[Member]:
+        """The sample-level members (one volume score each, no voxel map)."""
+        return [m for m in self.members if m.sample_level]
 
     @property
     def axis_models(self) -> list:
@@ -348,7 +402,7 @@ class ShellDetector:
 
     @property
     def combine(self) -> str:
-        return self.members[0].combine
+        return (self.map_members or self.members)[0].combine
 
     def _auto_batch(self) -> int:
         if self.device.type in AUTO_BATCH:
@@ -363,18 +417,25 @@ class ShellDetector:
         """Each member's raw map (torch float32 tensors on the device; not calibrated, not masked)."""
         from .scorer import score_raw
 
-        return [score_raw(data, m.scorers, m.combine, self.batch_size, self.device, self.bf16) for m in self.members]
+        return [score_raw(data, m.scorers, m.combine, self.batch_size, self.device, self.bf16) for m in self.map_members]
 
     def member_maps(self, raws: Sequence[Any]) -> list:
         """Raw member maps -> the maps ``member_combine`` sees: calibrated per member when there are several."""
-        if len(self.members) == 1 and self.members[0].calibration is None:
+        maps = self.map_members
+        if len(maps) == 1 and maps[0].calibration is None:
             return list(raws)
-        return [(m.calibration or UNCALIBRATED).apply_torch(r) for m, r in zip(self.members, raws)]
+        return [(m.calibration or UNCALIBRATED).apply_torch(r) for m, r in zip(maps, raws)]
 
     def combine_maps(self, maps: Sequence[Any], rule: str | None = None, weights: Sequence[float] | None = None):
         rule = rule or self.member_combine
-        weights = weights if weights is not None else [m.weight for m in self.members]
+        weights = weights if weights is not None else [m.weight for m in self.map_members]
         return combine_members(maps, rule, weights)
+
+    def member_sample_scores(self, data: np.ndarray | Any) -> list[float]:
+        """Each sample-level member's score in [0, 1] (its models pooled by the member's combine rule)."""
+        from .scorer import score_sample
+
+        return [score_sample(data, m.scorers, m.combine) for m in self.sample_members]
 
     def score_raw(self, data: np.ndarray | Any):
         """The combined map before the final calibration (torch float32 tensor on the device; not masked)."""
@@ -400,12 +461,18 @@ class ShellDetector:
         return torch.nan_to_num(s, nan=1.0).clamp_(0.0, 1.0)
 
     def score_volume(self, data: np.ndarray) -> np.ndarray:
-        """Voxel scores: float32, same shape as ``data``, finite, in [0, 1]."""
+        """Voxel scores: float32, same shape as ``data``, finite, in [0, 1] (all 0 without a map member)."""
+        if not self.map_members:
+            return np.zeros(np.shape(data), np.float32)
         return self.calibrated(self.score_raw(data), data).cpu().numpy().astype(np.float32, copy=False)
 
     def sample_score(self, data: np.ndarray, voxel_scores: np.ndarray) -> float:
-        """One score in [0, 1] pooled from the (calibrated) voxel scores by the detector's sample rule."""
-        return self.sample_rule.score(voxel_scores)
+        """One score in [0, 1]: the sample rule over the (calibrated) voxel scores, combined with the
+        sample-level members' scores by ``sample_combine`` (module docstring)."""
+        map_score = self.sample_rule.score(voxel_scores) if self.map_members else None
+        if not self.sample_members or self.sample_combine == "map" and map_score is not None:
+            return float(map_score)  # type: ignore[arg-type]
+        return combine_sample_scores(map_score, self.member_sample_scores(data), self.sample_combine)
 
 
 def EnsembleDetector(models: Sequence[Any], *, name: str = "dpa-ensemble", weights: Sequence[float] | None = None,
@@ -452,8 +519,8 @@ def detector_from_spec(spec: EnsembleSpec, base: Path, device: str | Any | None 
     return ShellDetector(
         members, name=spec.name or "detector", member_combine=spec.member_combine,
         background_threshold=spec.background_threshold, calibration=resolve_calibration(spec, base),
-        sample_rule=SampleRule.from_dict(spec.sample_rule.model_dump()), batch_size=batch_size or spec.batch_size,
-        bf16=spec.bf16 if bf16 is None else bf16, device=dev,
+        sample_rule=SampleRule.from_dict(spec.sample_rule.model_dump()), sample_combine=spec.sample_combine,
+        batch_size=batch_size or spec.batch_size, bf16=spec.bf16 if bf16 is None else bf16, device=dev,
     )
 
 
@@ -462,9 +529,19 @@ def load_ensemble(
 ) -> ShellDetector:
     """Open a detector YAML (model files relative to it; one-line MoodError on problems)."""
     path = Path(path)
-    det = detector_from_spec(read_spec(path), path.parent, device, batch_size, bf16)
+    spec = read_spec(path)
+    det = detector_from_spec(spec, path.parent, device, batch_size, bf16)
     det.name = det.name or path.stem
+    tuned = spec.info.get("calibration", {}).get("tuned_on") if isinstance(spec.info.get("calibration"), dict) else None
+    det.source = detector_source(path, det.name, tuned)
     return det
+
+
+def detector_source(path: str | os.PathLike, name: str, tuned_on: dict | None) -> dict[str, Any]:
+    """What a prediction record says about the detector: its file, the file's sha256, and what it was tuned on."""
+    path = Path(path)
+    return {"path": str(path.resolve()), "name": name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "tuned_on": tuned_on}
 
 
 def single_file_detector(path: str | os.PathLike, device: str | Any | None = None, batch_size: int | None = None) -> ShellDetector:
@@ -478,12 +555,14 @@ def single_file_detector(path: str | os.PathLike, device: str | Any | None = Non
     settings = entry.shell_settings(path)
     cal = settings.get("calibration")
     rule = settings.get("sample_rule")
-    return ShellDetector(
+    det = ShellDetector(
         [Member(entry.name, entry.name, entry.load(path, dev))], name=entry.name,
         background_threshold=settings.get("background_threshold", 0.0),
         calibration=Calibration.from_dict(cal) if cal else None,
         sample_rule=SampleRule.from_dict(rule) if rule else None, batch_size=batch_size, device=dev,
     )
+    det.source = detector_source(path, entry.name, None)  # a lone model file is tuned on nothing
+    return det
 
 
 def spec_of(det: ShellDetector, spec: EnsembleSpec, info: dict[str, Any] | None = None) -> EnsembleSpec:
@@ -495,6 +574,7 @@ def spec_of(det: ShellDetector, spec: EnsembleSpec, info: dict[str, Any] | None 
     data["member_combine"] = det.member_combine
     data["calibration"] = det.calibration.to_dict() if det.calibration is not None else None
     data["sample_rule"] = det.sample_rule.to_dict()
+    data["sample_combine"] = det.sample_combine
     if info is not None:
         data["info"] = {**data.get("info", {}), **info}
     return validate(EnsembleSpec, data, "detector")
@@ -553,11 +633,17 @@ def tuning_set(val_dir: str | os.PathLike, labels_dir: str | os.PathLike | None 
 
 
 def _fingerprint(val_dir: Path, paths: Sequence[Path]) -> dict:
-    """What a tuning set was, for later checks (``evaluate`` can warn when it scores the same cases)."""
+    """What a tuning set was, for later checks (``evaluate`` warns when it scores the same cases or
+    volumes: :mod:`mood_dpa.inference.record`)."""
+    from .record import manifest_sources
+
     out: dict[str, Any] = {"path": str(val_dir.resolve()), "cases": [p.name for p in paths]}
     manifest = val_dir / "manifest.csv"
     if manifest.is_file():
         out["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        sources = manifest_sources(manifest)
+        if sources:
+            out["sources"] = sources  # the healthy volumes the set was made from (another seed shares them)
     return out
 
 
@@ -573,9 +659,9 @@ def _joint_sample(mask: Any, n: int, seed: int) -> np.ndarray:
 def member_rule_candidates(det: ShellDetector) -> list[tuple[str, tuple[float, ...] | None]]:
     """The member-combine rules calibrate tries: mean, max, the file's own weights (when not all equal)
     and each member emphasised ``EMPHASIS`` x over the others. Ties go to the earlier candidate."""
-    k = len(det.members)
+    k = len(det.map_members)
     out: list[tuple[str, tuple[float, ...] | None]] = [("mean", None), ("max", None)]
-    own = tuple(float(m.weight) for m in det.members)
+    own = tuple(float(m.weight) for m in det.map_members)
     if len(set(own)) > 1:
         out.append(("weighted", own))
     for i in range(k):
@@ -614,11 +700,15 @@ def calibrate_detector(
     import torch
 
     start = time.perf_counter()
+    map_members = det.map_members
+    if not map_members:
+        raise MoodError("this detector has sample-level members only (each carries its own calibration); "
+                        "nothing to calibrate: predict with it as it is")
     paths = _volume_paths(normal_volumes)
-    several = len(det.members) > 1
-    for m in det.members:
+    several = len(map_members) > 1
+    for m in map_members:
         m.calibration = None
-    per_member: list[list[np.ndarray]] = [[] for _ in det.members]
+    per_member: list[list[np.ndarray]] = [[] for _ in map_members]
     items = iter_volumes(paths, prefetch=1)
     for k, (p, vol) in enumerate(track(items, "calibrating", total=len(paths)) if progress else items):
         if isinstance(vol, MoodError):
@@ -643,11 +733,11 @@ def calibrate_detector(
     if not several:
         det.calibration = fit_calibration(per_member[0], y_top=y_top)
     else:
-        for m, s in zip(det.members, per_member):
+        for m, s in zip(map_members, per_member):
             m.calibration = fit_calibration(s, y_top=y_top)
         # the calibrated member values of the SAME sampled voxels: any member rule's combined normal sample
         cal_samples = [torch.as_tensor(m.calibration.apply(np.concatenate(s)), dtype=torch.float64)  # type: ignore[union-attr]
-                       for m, s in zip(det.members, per_member)]
+                       for m, s in zip(map_members, per_member)]
         finite = torch.stack([torch.isfinite(torch.as_tensor(np.concatenate(s))) for s in per_member]).all(0)
         cal_samples = [c[finite] for c in cal_samples]
 
@@ -662,26 +752,48 @@ def calibrate_detector(
             chosen = (det.member_combine, None)
         det.member_combine = chosen[0]
         if chosen[1] is not None:
-            for m, w in zip(det.members, chosen[1]):
+            for m, w in zip(map_members, chosen[1]):
                 m.weight = float(w)
-        det.calibration = final_for(det.member_combine, [m.weight for m in det.members])
+        det.calibration = final_for(det.member_combine, [m.weight for m in map_members])
         info["member_combine"] = _describe(det.member_combine, chosen[1])
     info["raw_normal_max"] = float(det.calibration.xs[-1])
     if tuning is not None:
-        rows = []
+        rows, member_rows = [], []
         items = iter_volumes(tuning.paths, prefetch=1)
         for p, vol in track(items, "choosing the sample rule", total=len(tuning.paths)) if progress else items:
             if isinstance(vol, MoodError):
                 raise vol
             rows.append(candidate_scores(det.calibrated(det.score_raw(vol.data), vol.data), CANDIDATE_RULES))
+            member_rows.append(det.member_sample_scores(vol.data))
         rule, aps = choose_sample_rule(np.array(rows), tuning.labels, CANDIDATE_RULES)
         det.sample_rule = rule
         info["sample_rule_ap"] = {r.describe(): round(a, 6) for r, a in zip(CANDIDATE_RULES, aps)}
+        if det.sample_members:
+            map_scores = np.array(rows)[:, CANDIDATE_RULES.index(rule)]
+            det.sample_combine, combine_aps = choose_sample_combine(map_scores, member_rows, tuning.labels)
+            info["sample_combine_ap"] = {c: round(a, 6) for c, a in zip(SAMPLE_COMBINE_RULES, combine_aps)}
+            info["sample_combine"] = det.sample_combine
         info["validation_volumes"] = len(tuning.paths)
         info["tuned_on"] = tuning.fingerprint
     info["sample_rule"] = det.sample_rule.describe()
     info["seconds"] = round(time.perf_counter() - start, 2)
     return info
+
+
+def choose_sample_combine(map_scores: Sequence[float], member_scores: Sequence[Sequence[float]], labels: Sequence[int]
+                          ) -> tuple[str, list[float]]:
+    """The :data:`SAMPLE_COMBINE_RULES` entry with the best sample AP on the tuning set (ties: the earlier,
+    ``map`` first). ``map_scores``: the chosen sample rule's score per volume; ``member_scores``: per volume,
+    the sample-level members' scores. Returns (rule, AP of every rule)."""
+    from ..evaluation.metrics import average_precision
+
+    y = np.asarray(list(labels), np.int64)
+    aps = []
+    for rule in SAMPLE_COMBINE_RULES:
+        scores = np.array([combine_sample_scores(float(s), list(m), rule) for s, m in zip(map_scores, member_scores)])
+        aps.append(float(average_precision(scores, y)))
+    best = int(np.argmax(np.round(aps, 12)))
+    return SAMPLE_COMBINE_RULES[best], aps
 
 
 def _choose_member_rule(det: ShellDetector, tuning: TuningSet, candidates, final_for, progress: bool):
@@ -693,7 +805,7 @@ def _choose_member_rule(det: ShellDetector, tuning: TuningSet, candidates, final
 
     if tuning.pixel_dir is None:
         raise MoodError(f"{tuning.root}: choosing how members combine needs pixel labels (toy_label/pixel/)")
-    finals = [final_for(rule, w if w is not None else [m.weight for m in det.members]) for rule, w in candidates]
+    finals = [final_for(rule, w if w is not None else [m.weight for m in det.map_members]) for rule, w in candidates]
     hists = [ScoreHistogram() for _ in candidates]
     items = iter_volumes(tuning.paths, prefetch=1)
     for p, vol in track(items, "choosing the member rule", total=len(tuning.paths)) if progress else items:
@@ -707,7 +819,7 @@ def _choose_member_rule(det: ShellDetector, tuning: TuningSet, candidates, final
             raise MoodError(f"{label_path}: label shape {shape} differs from the volume's {vol.data.shape}")
         maps = det.member_maps(det.member_raw(vol.data))
         for h, (rule, w), cal in zip(hists, candidates, finals):
-            combined = combine_members([m.clone() for m in maps], rule, w if w is not None else [m.weight for m in det.members])
+            combined = combine_members([m.clone() for m in maps], rule, w if w is not None else [m.weight for m in det.map_members])
             h.add(det.calibrated(combined, vol.data, cal).cpu().numpy(), label)
     aps = [float(h.ap()) for h in hists]
     best = int(np.argmax(np.round(aps, 12)))

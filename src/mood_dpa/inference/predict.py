@@ -6,6 +6,10 @@ For each ``*.nii.gz`` / ``*.nii`` in IN:
   geometry, finite scores in [0, 1];
 - sample task: ``OUT/<same name>.txt`` with one float in [0, 1] on the first line.
 
+A detector that says where it comes from (``detector.source``: the detector YAML or model file, its
+sha256 and what it was tuned on; :func:`mood_dpa.inference.detectors.load_detector` sets it) is
+recorded in ``OUT/.mood-dpa-predict.json`` (:mod:`mood_dpa.inference.record`; ``evaluate`` reads it).
+
 Writes are atomic. A bad input (unreadable, NaN, 4-D ...) or a detector failure on one file is
 reported in one line and skipped; the others are still written. The caller decides the exit code
 from ``summary.failed`` (the CLI exits 2).
@@ -29,7 +33,9 @@ from ..outputs import mark_output_dir
 from ..errors import MoodError
 from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
+from ..ranks import global_rank
 from .pipeline import BackgroundWriter, shard_paths
+from .record import write_predict_record
 
 TASKS = ("pixel", "sample")
 
@@ -81,6 +87,7 @@ def predict_folder(
     on_error: Callable[[str], None] | None = _stderr,
     prefetch: int = 2,
     files: Sequence[Path] | None = None,
+    record: bool = True,
 ) -> PredictSummary:
     """Run ``detector`` (any Detector) on every volume of ``in_dir`` and write MOOD-format outputs.
 
@@ -88,7 +95,8 @@ def predict_folder(
     (their names never collide, and the evaluator finds each by its label's name). Reading the
     next ``prefetch`` volumes and writing the previous outputs run in threads while the detector
     computes. Under ``torchrun`` (RANK / WORLD_SIZE set) each process takes its strided share of
-    the inputs; ``files`` overrides the list.
+    the inputs; ``files`` overrides the list. ``record=False`` writes no prediction record (the challenge
+    container: OUT holds the outputs and nothing else).
     """
     if task not in (*TASKS, "both"):
         raise MoodError(f"--task {task!r}: expected pixel, sample or both")
@@ -99,6 +107,10 @@ def predict_folder(
     if out_dir.exists() and not out_dir.is_dir():
         raise MoodError(f"{out_dir}: exists and is not a folder")
     mark_output_dir(out_dir)  # creates it with the marker of a mood-dpa output (mood_dpa.outputs)
+    source = getattr(detector, "source", None)
+    if record and isinstance(source, dict) and source and global_rank() == 0:
+        # which detector writes these outputs and what it was tuned on (evaluate warns on its tuning set)
+        write_predict_record(out_dir, source, tasks, in_dir)
     summary = PredictSummary(task=task)
     start = time.perf_counter()
 

@@ -7,6 +7,11 @@ Two kinds of raw scorer, produced by the methods (:mod:`mood_dpa.methods.registr
 * :class:`VolumeModel`: anything that maps the whole volume to a raw map at once (the histogram
   baseline, a 3-D network with its own sliding window); it covers every voxel.
 
+A third kind gives no map at all: :class:`SampleModel`, a SAMPLE-LEVEL scorer (the volume-histogram
+detector) that turns a volume into one calibrated score in [0, 1]. It never enters :func:`score_raw`;
+the detector shell combines such members' scores with the map-based sample score
+(:func:`score_sample` pools several of them).
+
 For every slice model (one axis each):
 
 1. take the slices along the model's axis and keep those the TRAINING rule keeps
@@ -93,6 +98,41 @@ class VolumeModel:
     def __post_init__(self) -> None:
         if not (self.weight > 0 and np.isfinite(self.weight)):
             raise MoodError(f"model {self.name!r}: weight must be a positive number (got {self.weight})")
+
+
+SampleFn = Callable[[np.ndarray], float]
+
+
+@dataclass
+class SampleModel:
+    """A sample-level scorer: ``score_fn(volume)`` takes the 3-D float32 array (CPU) and returns ONE score
+    in [0, 1], already calibrated by the method (higher = more anomalous). No voxel map."""
+
+    score_fn: SampleFn
+    weight: float = 1.0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.weight > 0 and np.isfinite(self.weight)):
+            raise MoodError(f"model {self.name!r}: weight must be a positive number (got {self.weight})")
+
+
+def score_sample(volume: np.ndarray | torch.Tensor, models: Sequence[SampleModel], combine: CombineRule = "mean") -> float:
+    """One score in [0, 1] from sample-level scorers: ``max``, or the weighted mean (``mean`` and
+    ``mean_covered``: a sample scorer covers the whole volume)."""
+    if not models:
+        raise MoodError("a sample-level member needs at least one model")
+    data = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    values = []
+    for model in models:
+        v = float(model.score_fn(data))
+        if not np.isfinite(v):
+            v = 1.0  # as the calibrations do: an undefined score is the most abnormal
+        values.append(min(max(v, 0.0), 1.0))
+    if combine == "max":
+        return max(values)
+    w = [float(m.weight) for m in models]
+    return float(sum(wi * vi for wi, vi in zip(w, values)) / sum(w))
 
 
 @torch.no_grad()
@@ -198,6 +238,8 @@ def score_raw(
     acc: torch.Tensor | None = None
     wsum: torch.Tensor | float = 0.0
     for model in models:
+        if isinstance(model, SampleModel):
+            raise MoodError(f"model {model.name!r} is sample-level (no voxel map); it cannot enter a map combination")
         if isinstance(model, VolumeModel):
             m, idx = volume_map(vol, model), None
         else:

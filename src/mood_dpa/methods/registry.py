@@ -1,11 +1,12 @@
 """The ONE registry of detector methods, keyed by the kind a model file declares.
 
 A model file says what it is: a ``.pt`` file is a ``torch.save``'d dict whose ``format`` names it
-(``"mood-dpa/dpa-model"``); a ``.npz`` file has a ``detector`` entry (``"histogram"``).
+(``"mood-dpa/dpa-model"``); a ``.npz`` file has a ``detector`` entry (``"histogram"``, ``"volume-histogram"``).
 :func:`model_kind` reads that; :data:`METHODS` maps it to a :class:`MethodEntry` that knows how to
 
 * ``load(path, device) -> list`` of raw scorers for the shell (:class:`~mood_dpa.inference.scorer.AxisModel`
-  for slice models, :class:`~mood_dpa.inference.scorer.VolumeModel` for whole-volume ones);
+  for slice models, :class:`~mood_dpa.inference.scorer.VolumeModel` for whole-volume ones,
+  :class:`~mood_dpa.inference.scorer.SampleModel` for sample-level ones that give no voxel map);
 * ``train(cfg, resume=False) -> model path`` (``cfg``: an instance of ``config``) (``mood-dpa train CONFIG`` dispatches
   on the YAML's top-level ``method:``, default ``dpa``), or None when the method is fitted elsewhere;
 * ``config``: its training config class (or None);
@@ -83,6 +84,8 @@ _ENTRIES = [
            train="mood_dpa.methods.dpa.train:train_dpa", config="mood_dpa.methods.dpa.config:DPATrainConfig"),
     _entry("histogram", "histogram", "mood_dpa.methods.histogram.scorer:load_scorers",
            settings="mood_dpa.methods.registry:histogram_settings"),
+    # sample level only (a SampleModel, no voxel map); fitted by `mood-dpa baseline fit-volume`
+    _entry("volume-histogram", "volume-histogram", "mood_dpa.methods.volume_histogram.scorer:load_scorers"),
 ]
 
 #: model-file kind -> method

@@ -22,9 +22,9 @@ Features of a volume (:func:`volume_features`):
   Percentiles are NOT added: they are points of the quantile function, whose L1 distance is already
   exactly the Wasserstein distance below.
 
-Distance between two volumes (:func:`pair_distances`)::
+Parts of the distance between two volumes (:func:`part_distances`), each unit-free::
 
-    d(a, b) = W1(h_a, h_b) / s_W  +  fraction_weight * |f_a - f_b| / s_F  +  noise_weight * |log n_a - log n_b| / s_N
+    d_W(a, b) = W1(h_a, h_b) / s_W,   d_F(a, b) = |f_a - f_b| / s_F,   d_N(a, b) = |log n_a - log n_b| / s_N
 
 ``W1`` is the 1-D Wasserstein (earth mover's) distance between the two histograms on the bin centres,
 which for equal-width bins is the L1 distance between their CDFs times the bin width
@@ -34,19 +34,29 @@ healthy subjects) costs as much as moving it across the whole range, and it is u
 and depends on the bin width. W1 grows with how FAR mass moved, so small subject-to-subject shifts cost
 little while a gamma change, an inversion or another modality's profile cost a lot; it is in intensity
 units and hardly depends on the number of bins. ``s_W``, ``s_F``, ``s_N`` are the medians of each
-component over all pairs of training volumes, so the terms are unit-free and count equally at their
-typical healthy spread (both weights 1 by default; 0 and 0 give the histogram alone).
+component over all pairs of training volumes, so the parts are unit-free (a statistic whose weight
+is 0 is left out: weights 0 and 0 give the histogram alone).
 
-Measured trade-off (``benchmarks/bench_volume_histogram.py``, 64^3 brain phantoms, fit on 32, 8 held-out):
-the histogram alone is perfect (ROC-AUC 1.0) on gamma, contrast, intensity shift, inversion, blur,
-ghosting and zoom but at chance on noise (0.41); with the two statistics noise reaches 0.89, while the
-histogram-visible kinds drop to 0.78-1.0, because the phantoms' healthy noise level varies 2.5x between
-subjects and the sum lets a held-out normal that is unusual in one statistic outscore a changed volume.
-Taking the MAX of the per-component kNN distances (each divided by its leave-one-out normal maximum)
-instead of the sum measured better on the same set (contrast 0.88, shift 0.95, inversion 1.0, noise 0.89);
-not adopted yet. Neither sees a bias field (0.56) or a translated volume (0.47), nor small local changes.
+How the parts combine (``combination``, :func:`combined_knn`):
 
-Score of a new volume: the mean distance to its ``k`` nearest training volumes (k = 5 by default, at most
+* ``max`` (the default): each part's kNN distance (mean of the k smallest) divided by that part's
+  leave-one-out NORMAL MAXIMUM over the training volumes (times its weight, W1's is 1), and the maximum
+  over the parts. Why: a volume is abnormal when ANY part is further than every training volume was in
+  that part; a held-out normal that is unusual in one part stays at about 1 there, while a changed
+  volume goes far above 1 in the part it changed. Each part is on its own normal scale, so one part's
+  heavy healthy spread (the noise floor's 2.5x between subjects) does not drown another's signal.
+* ``sum`` (format-1 files, and for comparison): the kNN mean of the sum of the median-scaled parts
+  ``d = d_W + w_F d_F + w_N d_N``, so the parts count equally at their TYPICAL healthy spread.
+
+Measured trade-off (``benchmarks/bench_volume_histogram.py``, 64^3 brain phantoms, fit on 32, 8 held-out;
+the table is in BENCHMARKS.md): the histogram alone is perfect (ROC-AUC 1.0) on gamma, contrast,
+intensity shift, inversion, blur, ghosting and zoom but at chance on noise; with the two statistics
+SUMMED noise improves while the histogram-visible kinds drop, because the phantoms' healthy noise level
+varies 2.5x between subjects and the sum lets a held-out normal that is unusual in one statistic
+outscore a changed volume. The MAX combination keeps both (the default). None sees a bias field or a
+translated volume, nor small local changes.
+
+Score of a new volume: the mean distance (per part, for ``max``) to its ``k`` nearest training volumes (k = 5 by default, at most
 N - 1). kNN rather than the distance to a mean histogram, because a healthy population is not one blob
 (sexes, ages, scanners): the nearest neighbours are the volumes that look most like this one; the mean of
 k rather than the single nearest keeps one odd training volume from vouching for an anomaly.
@@ -86,7 +96,8 @@ from ...progress import track
 from ...volumes import read_volume, volume_id
 
 DETECTOR_KIND = "volume-histogram"
-FORMAT_VERSION = 1
+#: 2: ``combination`` and ``part_max`` (the max combination); a version-1 file is read as ``sum``.
+FORMAT_VERSION = 2
 DEFAULT_BINS = 128
 DEFAULT_K = 5
 MIN_TRAINING_VOLUMES = 3
@@ -94,6 +105,9 @@ MIN_TRAINING_VOLUMES = 3
 STAT_NAMES = ("foreground_fraction", "log_noise_floor")
 NOISE_PERCENTILE = 10.0
 NOISE_EPS = 1e-4
+#: How the distance parts combine (module docstring); the first is the default.
+COMBINATIONS = ("max", "sum")
+DEFAULT_COMBINATION = "max"
 _REQUIRED_KEYS = ("version", "histograms", "stats", "bins", "k", "threshold", "weights", "scales", "calibration")
 
 
@@ -188,6 +202,29 @@ def pair_distances(
     return d
 
 
+def part_distances(
+    hist_a: np.ndarray, stats_a: np.ndarray, hist_b: np.ndarray, stats_b: np.ndarray, scales: Sequence[float], weights: Sequence[float]
+) -> list[np.ndarray]:
+    """The unit-free parts (n, m) of the distance: W1 / s_W, then each statistic with a weight > 0 (|diff| / s)."""
+    parts = [wasserstein_matrix(hist_a, hist_b) / scales[0]]
+    sa = np.asarray(stats_a, np.float64).reshape(len(hist_a) if np.ndim(hist_a) == 2 else 1, -1)
+    sb = np.asarray(stats_b, np.float64).reshape(len(hist_b) if np.ndim(hist_b) == 2 else 1, -1)
+    for j, w in enumerate(weights):
+        if w > 0:
+            parts.append(np.abs(sa[:, j, None] - sb[None, :, j]) / scales[1 + j])
+    return parts
+
+
+def part_weights(weights: Sequence[float]) -> list[float]:
+    """The weight of every part :func:`part_distances` returns (W1's is 1; statistics with weight 0 are left out)."""
+    return [1.0] + [float(w) for w in weights if w > 0]
+
+
+def combined_knn(parts_knn: Sequence[np.ndarray], part_max: Sequence[float], weights: Sequence[float]) -> np.ndarray:
+    """The ``max`` combination: max over parts of weight * (part's kNN distance / its leave-one-out normal maximum)."""
+    return np.max([w * np.asarray(d, np.float64) / m for d, m, w in zip(parts_knn, part_max, weights)], axis=0)
+
+
 def knn_mean(distances: np.ndarray, k: int) -> np.ndarray:
     """Mean of the ``k`` smallest entries of every row of an (n, m) distance matrix (k <= m)."""
     distances = np.asarray(distances, np.float64)
@@ -233,6 +270,8 @@ class VolumeHistogramDetector:
         reference: np.ndarray | None = None,
         names: Sequence[str] = (),
         seed: int = 0,
+        combination: str = "sum",
+        part_max: Sequence[float] | None = None,
     ):
         self.histograms = np.asarray(histograms, np.float64)
         self.stats = np.asarray(stats, np.float64)
@@ -255,6 +294,17 @@ class VolumeHistogramDetector:
         self.scales = tuple(float(s) for s in scales)
         if len(self.scales) != 1 + n_stats or not all(np.isfinite(s) and s > 0 for s in self.scales):
             raise MoodError(f"volume-histogram: scales must be {1 + n_stats} positive numbers, got {scales}")
+        if combination not in COMBINATIONS:
+            raise MoodError(f"volume-histogram: combination must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
+        self.combination = combination
+        n_parts = len(part_weights(self.weights))
+        if combination == "max":
+            pm = tuple(float(m) for m in (part_max if part_max is not None else ()))
+            if len(pm) != n_parts or not all(np.isfinite(m) and m > 0 for m in pm):
+                raise MoodError(f"volume-histogram: part_max must be {n_parts} positive numbers, got {part_max}")
+            self.part_max: tuple[float, ...] | None = pm
+        else:
+            self.part_max = None
         self.calibration = calibration
         self.reference = None if reference is None else np.asarray(reference, np.float64)
         self.names = tuple(str(s) for s in names)
@@ -272,8 +322,10 @@ class VolumeHistogramDetector:
         noise_weight: float = 1.0,
         names: Sequence[str] = (),
         seed: int = 0,
+        combination: str = DEFAULT_COMBINATION,
     ) -> "VolumeHistogramDetector":
-        """Fit from the features of healthy volumes: scales, leave-one-out reference, calibration."""
+        """Fit from the features of healthy volumes: scales, leave-one-out reference (and, for ``max``,
+        each part's leave-one-out maximum), calibration."""
         n = len(features)
         if n < MIN_TRAINING_VOLUMES:
             raise MoodError(f"volume-histogram: needs at least {MIN_TRAINING_VOLUMES} training volumes, got {n}")
@@ -292,12 +344,21 @@ class VolumeHistogramDetector:
         weights = (float(fraction_weight), float(noise_weight))
         if not all(np.isfinite(w) and w >= 0 for w in weights):
             raise MoodError(f"volume-histogram: fraction and noise weights must be >= 0, got {weights}")
-        d = pair_distances(hists, stats, hists, stats, scales, weights)
-        reference = leave_one_out_knn(d, k_eff)
+        if combination not in COMBINATIONS:
+            raise MoodError(f"volume-histogram: combination must be one of {', '.join(COMBINATIONS)}, got {combination!r}")
+        part_max = None
+        if combination == "max":
+            loo = [leave_one_out_knn(d, k_eff) for d in part_distances(hists, stats, hists, stats, scales, weights)]
+            # a part in which every training volume is its neighbours' twin: any positive unit will do
+            part_max = [float(v.max()) if v.max() > 0 else 1.0 for v in loo]
+            reference = combined_knn(loo, part_max, part_weights(weights))
+        else:
+            reference = leave_one_out_knn(pair_distances(hists, stats, hists, stats, scales, weights), k_eff)
         calibration = fit_calibration(reference)
         return cls(
             hists, stats, k=k_eff, threshold=threshold, weights=weights, scales=scales,
             calibration=calibration, reference=reference, names=names, seed=seed,
+            combination=combination, part_max=part_max,
         )
 
     @classmethod
@@ -316,6 +377,7 @@ class VolumeHistogramDetector:
         threshold: float = 0.0,
         fraction_weight: float = 1.0,
         noise_weight: float = 1.0,
+        combination: str = DEFAULT_COMBINATION,
         seed: int = 0,
         progress: bool = True,
     ) -> "VolumeHistogramDetector":
@@ -327,15 +389,18 @@ class VolumeHistogramDetector:
         feats = [volume_features(read_volume(p).data, bins, threshold) for p in (track(paths, "volume histograms") if progress else paths)]
         return cls.from_features(
             feats, k=k, threshold=threshold, fraction_weight=fraction_weight, noise_weight=noise_weight,
-            names=[volume_id(p) for p in paths], seed=seed,
+            names=[volume_id(p) for p in paths], seed=seed, combination=combination,
         )
 
     # ------------------------------------------------------------------------------------ scoring
     def distance(self, data: np.ndarray) -> float:
-        """Raw score: mean combined distance to the k nearest training volumes (+inf for a blank volume)."""
+        """Raw score: the combined kNN distance to the training volumes (+inf for a blank volume)."""
         f = volume_features(data, self.bins, self.threshold)
         if f.empty:
             return float("inf")
+        if self.combination == "max":
+            parts = part_distances(f.histogram[None], f.stats[None], self.histograms, self.stats, self.scales, self.weights)
+            return float(combined_knn([knn_mean(d, self.k) for d in parts], self.part_max, part_weights(self.weights))[0])
         d = pair_distances(f.histogram[None], f.stats[None], self.histograms, self.stats, self.scales, self.weights)
         return float(knn_mean(d, self.k)[0])
 
@@ -374,6 +439,8 @@ class VolumeHistogramDetector:
                     reference=self.reference if self.reference is not None else np.zeros(0),
                     names=np.array(self.names, dtype=str) if self.names else np.zeros(0, dtype="<U1"),
                     seed=np.array(self.seed),
+                    combination=np.array(self.combination),
+                    part_max=np.array(self.part_max if self.part_max is not None else (), np.float64),
                 )
         return path
 
@@ -403,6 +470,8 @@ class VolumeHistogramDetector:
                 hists, z["stats"], k=int(z["k"]), threshold=float(z["threshold"]), weights=np.asarray(z["weights"]).reshape(-1),
                 scales=np.asarray(z["scales"]).reshape(-1), calibration=calibration,
                 reference=reference, names=names, seed=int(z["seed"]) if "seed" in files else 0,
+                combination=str(z["combination"]) if "combination" in files else "sum",  # version 1: the sum
+                part_max=np.asarray(z["part_max"]).reshape(-1) if "part_max" in files else None,
             )
         except (TypeError, ValueError) as exc:
             raise MoodError(f"{path}: malformed volume-histogram model file ({exc})") from None
