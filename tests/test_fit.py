@@ -1,0 +1,111 @@
+"""`mood-dpa fit`: the training pipeline in one resumable command (issue 10, part 4)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mood_dpa.errors import MoodError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    from mood_dpa.data.phantoms import write_phantoms
+
+    root = tmp_path_factory.mktemp("fit")
+    write_phantoms("brain", 8, 32, 0, root / "vols")
+    return root
+
+
+def test_fit_trains_calibrates_and_predicts(phantoms, tmp_path, cli):
+    from mood_dpa.data.synth.layout import make_synthetic_set
+    from mood_dpa.evaluation.evaluate import evaluate_folder
+    from mood_dpa.inference.detector import read_spec
+
+    out = tmp_path / "models"
+    assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "histogram,l1", "--no-report"]) == 0
+    state = json.loads((out / "fit_state.json").read_text())
+    assert {"folds", "slices axis 0", "slices axis 1", "slices axis 2", "tuning set", "train histogram",
+            "train l1 axis 0", "train l1 axis 2", "detector histogram", "detector l1"} <= set(state["stages"])
+    # the cross-method detector holds the ensemble methods only (the plain-L1 AE is a reference)
+    assert not (out / "detector.yaml").exists()
+    spec = read_spec(out / "detectors" / "l1.yaml")
+    assert [len(m.models) for m in spec.members] == [3] and spec.calibration is not None
+    assert spec.info["calibration"]["tuned_on"]["cases"]  # tuned on the fit's own tuning set
+    # the detector predicts held-out subjects in the MOOD format, and the evaluator reads it
+    from mood_dpa.data.phantoms import write_phantoms
+
+    test = write_phantoms("brain", 2, 32, 99, tmp_path / "test")
+    make_synthetic_set(test, tmp_path / "heldout", ["uniform"], (1, 1), 5, progress=False)
+    assert cli(["predict", "--model", out / "detectors" / "histogram.yaml", "--task", "both", "-i", tmp_path / "heldout" / "toy",
+                "-o", tmp_path / "pred"]) == 0
+    res = evaluate_folder(tmp_path / "pred", tmp_path / "heldout", "pixel", on_warning=None, progress=False)
+    assert 0.0 <= res.ap <= 1.0 and res.tuning_warning is None
+
+
+def test_a_rerun_after_a_kill_continues_where_it_stopped(phantoms, tmp_path, monkeypatch):
+    import mood_dpa.methods.dpa.train as dpa_train
+    from mood_dpa.fit import run_fit
+
+    calls = []
+    real = dpa_train.train_dpa
+
+    def killed_on_second_axis(cfg, resume=False, callbacks=None):
+        calls.append((cfg.run_dir, resume))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what SIGTERM becomes
+        return real(cfg, resume=resume, callbacks=callbacks)
+
+    monkeypatch.setattr(dpa_train, "train_dpa", killed_on_second_axis)
+    out = tmp_path / "models"
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(phantoms / "vols", out, preset="quick", methods="l1", report=False, log=lambda s: None)
+    first = json.loads((out / "fit_state.json").read_text())["stages"]
+    assert "train l1 axis 0" in first and "train l1 axis 1" not in first
+
+    log: list[str] = []
+    outcome = run_fit(phantoms / "vols", out, preset="quick", methods="l1", report=False, log=log.append)
+    skipped = [line for line in log if "done earlier, skipped" in line]
+    assert any("train l1 axis 0" in line for line in skipped) and any("tuning set" in line for line in skipped)
+    assert not any("train l1 axis 1" in line for line in skipped)
+    assert [c[0].endswith("l1_axis0") for c in calls].count(True) == 1  # axis 0 was never trained again
+    assert outcome.detectors["l1"] and (out / "detectors" / "l1.yaml").is_file()
+
+
+def test_fit_refuses_other_options_foreign_folders_and_its_own_input(phantoms, tmp_path):
+    from mood_dpa.fit import run_fit
+
+    quiet = dict(report=False, log=lambda s: None)
+    out = tmp_path / "m"
+    run_fit(phantoms / "vols", out, preset="quick", methods="histogram", **quiet)
+    with pytest.raises(MoodError, match="other options"):
+        run_fit(phantoms / "vols", out, preset="quick", methods="histogram", seed=1, **quiet)
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep")
+    with pytest.raises(MoodError, match="not made by mood-dpa"):
+        run_fit(phantoms / "vols", foreign, preset="quick", methods="histogram", **quiet)
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+    with pytest.raises(MoodError, match="inside the input"):
+        run_fit(phantoms / "vols", phantoms / "vols" / "models", preset="quick", methods="histogram", **quiet)
+    with pytest.raises(MoodError, match="unknown method"):
+        run_fit(phantoms / "vols", tmp_path / "x", preset="quick", methods="dpa,magic", **quiet)
+    with pytest.raises(MoodError, match="preset"):
+        run_fit(phantoms / "vols", tmp_path / "x", preset="huge", **quiet)
+    assert not (tmp_path / "x").exists()
+
+
+def test_fit_state_results_survive_json(tmp_path):
+    """What a stage returns is what a rerun gets back (stages return JSON values: paths as strings)."""
+    from mood_dpa.fit import FitState, Stages
+
+    state = FitState(tmp_path, {"a": 1})
+    stage = Stages(state, log=lambda s: None)
+    assert stage("one", lambda: [str(tmp_path / "f"), 3]) == [str(tmp_path / "f"), 3]
+    again = Stages(FitState(tmp_path, {"a": 1}), log=lambda s: None)
+    assert again("one", lambda: pytest.fail("a finished stage must not run again")) == [str(tmp_path / "f"), 3]
+    assert np.isclose(json.loads((tmp_path / "fit_state.json").read_text())["stages"]["one"]["seconds"], 0.0, atol=1.0)
