@@ -31,22 +31,22 @@ class SegmenterModelConfig(StrictModel):
     """MONAI BasicUNet: six feature counts (5 encoder levels + the last decoder level); one logit channel."""
 
     features: tuple[int, int, int, int, int, int] = (32, 32, 64, 128, 256, 32)
-    size: int = Field(128, description="2-D: slice side the model sees (slices are resized to it); multiple of 16")
-    patch: tuple[int, int, int] = Field((128, 128, 128), description="3-D: training patch and sliding-window size (multiples of 16)")
+    size: int = Field(128, description="2-D: slice side the model sees (slices are resized to it); a multiple of 16, >= 32")
+    patch: tuple[int, int, int] = Field((128, 128, 128), description="3-D: training patch and sliding-window size (multiples of 16, >= 32)")
     dropout: float = Field(0.0, ge=0, lt=1)
 
     @field_validator("size")
     @classmethod
     def _size(cls, v: int) -> int:
-        if v < 16 or v % 16:
-            raise ValueError("must be a multiple of 16 (the U-Net halves it four times)")
+        if v < 32 or v % 16:
+            raise ValueError("must be a multiple of 16 and >= 32 (the U-Net halves it four times; instance norm needs > 1 voxel)")
         return v
 
     @field_validator("patch")
     @classmethod
     def _patch(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
-        if any(p < 16 or p % 16 for p in v):
-            raise ValueError("every side must be a multiple of 16")
+        if any(p < 32 or p % 16 for p in v):
+            raise ValueError("every side must be a multiple of 16 and >= 32 (four halvings; instance norm needs > 1 voxel)")
         return v
 
 
