@@ -7,7 +7,7 @@ each with the shell's calibration on the normal fold-0 volumes, predicts the val
 with the exact MOOD evaluator. Prints pixel AP overall, over the kinds the generator's families cover
 ("seen") and over the others ("unseen"), and per kind.
 
-    PYTHONPATH=src python benchmarks/bench_segmenter_quality.py --work /tmp/seg_work --minutes 4 --threads 2
+    PYTHONPATH=src python benchmarks/bench_segmenter_quality.py --work /tmp/seg_work --minutes 4 --threads 1
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/seg_work"), help="data in WORK/demo, runs in WORK/runs")
     p.add_argument("--dims", default="2,3", help="which variants to train: 2, 3 or 2,3")
     p.add_argument("--minutes", type=float, default=4.0, help="training wall-clock budget per variant")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
     p.add_argument("--set", action="append", default=[], help="config override for both variants (key=value)")
     p.add_argument("--reuse", action="store_true", help="evaluate existing runs instead of training")
     a = p.parse_args()
