@@ -8,6 +8,15 @@ with the exact MOOD evaluator. Prints pixel AP overall, over the kinds the gener
 ("seen") and over the others ("unseen"), and per kind.
 
     PYTHONPATH=src python benchmarks/bench_segmenter_quality.py --work /tmp/seg_work --minutes 4 --threads 1
+
+Measured (2 shared CPU cores, 1 torch thread, 4 minutes of training each; seed 0):
+
+    method         pixel AP  unseen  not patch  sample AP  ellipsoid noise* patch* reflect shift  sink  source uniform*
+    segmenter 2-D    0.1437  0.1523     0.1417     0.9476     0.1799 0.1002 0.1569  0.3429 0.0227 0.1122 0.0510  0.1097
+    segmenter 3-D    0.0230  0.0193     0.0219     0.9310     0.0236 0.0095 0.0177  0.0284 0.0104 0.0063 0.0045  0.0264
+
+(2-D: 2159 steps of 16 slices, one model for all axes; 3-D: 1004 steps of 4 patches of 32^3, still far from
+converged: its validation loss fell only from 1.06 to 0.99.) Today's demo DPA: 0.034, histogram baseline: 0.020.
 """
 
 from __future__ import annotations
