@@ -187,7 +187,7 @@ def test_maps_fn_contract_through_the_shell_axis_scorer(one_torch_thread):
 # ------------------------------------------------------------------ training
 
 
-def test_tiny_2d_run_learns_and_writes_a_complete_run(tiny_data, tmp_path):
+def test_tiny_2d_run_writes_a_complete_run_and_model_file(tiny_data, tmp_path):
     from mood_dpa.methods.segmenter.model import load_segmenter_model
     from mood_dpa.methods.segmenter.train import train_segmenter
 
