@@ -236,12 +236,13 @@ def test_early_stopping_then_resume_continues_the_run(tiny_data, tmp_path):
 
     from mood_dpa.methods.segmenter.train import train_segmenter
 
-    # no validation counts as an improvement: stops after 1 + patience validations (at step 2 * 3)
+    # the seed's rule (the shared runner): the first validation (step 2) is the best, no later one improves by
+    # min_delta; it stops when (step - best_step) / val_every > patience, i.e. at step 2 + 2 * (2 + 1) = 8
     run = tmp_path / "es"
     train_segmenter(_cfg(tiny_data, run, optim__max_steps=200, optim__val_every=2, optim__min_delta=10.0, optim__patience=2,
                          trainer__checkpoint_every=2))
     s = json.loads((run / "summary.json").read_text())
-    assert s["stopped_early"] and s["steps"] == 6
+    assert s["stopped_early"] and s["steps"] == 8 and s["best_step"] == 2
 
     class Kill(Exception):
         pass
