@@ -213,14 +213,16 @@ def test_seed_configs_carry_the_submitted_hyperparameters():
 
 def test_every_packaged_config_validates():
     from mood_dpa.config import load_config
-    from mood_dpa.methods.dpa.config import DPATrainConfig
     from mood_dpa.training.config import SimCLRConfig
 
     files = sorted(CONFIGS.rglob("*.yaml"))
     grid = _yaml_files("cross_validation")
     assert len(grid) == 5 * 4  # brain axes 0-2 and abdom axes 0, 2 x C in {64,128} x {relu3_2, relu4_2}
-    for f in files:
-        cls = SimCLRConfig if "simclr" in f.name else DPATrainConfig
+    from mood_dpa.config import read_yaml
+    from mood_dpa.methods.registry import DEFAULT_METHOD, method_by_name
+
+    for f in files:  # every config through the class `mood-dpa train` / `pretrain` would use
+        cls = SimCLRConfig if "simclr" in f.name else method_by_name(read_yaml(f).get("method", DEFAULT_METHOD)).config
         load_config(cls, f)
     simclr = load_config(SimCLRConfig, CONFIGS / "simclr.yaml")
     assert (simclr.optim.batch_size, simclr.optim.temperature, simclr.optim.lr, simclr.optim.weight_decay) == (256, 0.5, 3e-4, 1e-5)

@@ -13,8 +13,8 @@ A model file says what it is: a ``.pt`` file is a ``torch.save``'d dict whose ``
 * ``shell_settings(path) -> dict``: shell settings a lone model file carries (``calibration``,
   ``sample_rule``, ``background_threshold``), used when the file itself is given to ``predict``.
 
-Adding a method (e.g. ``segmenter``): write ``methods/segmenter/`` with a loader returning raw scorers
-and a ``train`` built on :func:`mood_dpa.training.runner.run_training`, then add ONE entry below::
+Adding a method: write ``methods/NAME/`` with a loader returning raw scorers and a ``train`` built on
+:func:`mood_dpa.training.runner.run_training`, then add ONE entry below, as the segmenter's::
 
     _entry("segmenter", "mood-dpa/segmenter-model", "mood_dpa.methods.segmenter.scorer:load_scorers",
            train="mood_dpa.methods.segmenter.train:train_segmenter",
@@ -84,6 +84,9 @@ _ENTRIES = [
            train="mood_dpa.methods.dpa.train:train_dpa", config="mood_dpa.methods.dpa.config:DPATrainConfig"),
     _entry("histogram", "histogram", "mood_dpa.methods.histogram.scorer:load_scorers",
            settings="mood_dpa.methods.registry:histogram_settings"),
+    _entry("segmenter", "mood-dpa/segmenter-model", "mood_dpa.methods.segmenter.scorer:load_scorers",
+           train="mood_dpa.methods.segmenter.train:train_segmenter",
+           config="mood_dpa.methods.segmenter.config:SegmenterTrainConfig"),
     # sample level only (a SampleModel, no voxel map); fitted by `mood-dpa baseline fit-volume`
     _entry("volume-histogram", "volume-histogram", "mood_dpa.methods.volume_histogram.scorer:load_scorers"),
 ]

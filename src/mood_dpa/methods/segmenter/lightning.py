@@ -1,0 +1,87 @@
+"""The segmenter's LightningModule: normal batch -> anomaly generator -> U-Net -> BCE (+ optional Dice).
+
+Training anomalies come from a ``torch.Generator`` on the training device, seeded from the trainer seed
+and the rank (its state is saved in the checkpoint, so a resumed run continues the same stream).
+Validation is a FIXED synthetic set: the same generator over the validation-fold batches, re-seeded
+per batch with ``optim.val_seed`` (and batch index and rank), so every validation sees the same
+anomalies and ``val_loss`` is comparable across validations (early stopping, best checkpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...errors import MoodError
+from .anomalies import AnomalyGenerator
+from .config import SegmenterTrainConfig
+from .model import SegmenterNet
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 0.0) -> torch.Tensor:
+    """BCE-with-logits against the soft blend-factor target, plus ``dice_weight`` x soft Dice (batch-pooled)."""
+    logits = logits.float()
+    loss = F.binary_cross_entropy_with_logits(logits, target)
+    if dice_weight > 0:
+        p = torch.sigmoid(logits)
+        inter = (p * target).sum()
+        dice = 1.0 - (2.0 * inter + 1.0) / (p.sum() + target.sum() + 1.0)
+        loss = loss + dice_weight * dice
+    return loss
+
+
+class SegmenterModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = SegmenterTrainConfig.model_validate(config)
+        m = self.cfg.model
+        self.net = SegmenterNet(self.cfg.dim, m.features, m.dropout, seed=self.cfg.trainer.seed)
+        self.generator = AnomalyGenerator(self.cfg.anomalies.settings())
+        self._gen: torch.Generator | None = None
+        self._gen_state: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ random streams
+    def _train_gen(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device)
+            self._gen.manual_seed(int(self.cfg.trainer.seed) * 1_000_003 + int(self.global_rank))
+            if self._gen_state is not None:
+                self._gen.set_state(self._gen_state)
+                self._gen_state = None
+        return self._gen
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._gen is not None:
+            checkpoint["segmenter_generator_state"] = self._gen.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("segmenter_generator_state")
+        self._gen_state = state.cpu() if isinstance(state, torch.Tensor) else None
+        self._gen = None
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        x, target = self.generator(batch, self._train_gen(batch.device))
+        loss = segmentation_loss(self.net(x), target, self.cfg.optim.dice_weight)
+        if batch.device.type == "cpu" or self.global_step % self.cfg.trainer.log_every == 0:
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise MoodError(f"training loss is not finite at step {self.global_step}; lower optim.lr (now {self.cfg.optim.lr:g})")
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch.shape[0])
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        gen = torch.Generator(device=batch.device)
+        gen.manual_seed(int(self.cfg.optim.val_seed) * 1_000_003 + batch_idx * 4099 + int(self.global_rank))
+        x, target = self.generator(batch, gen)
+        loss = segmentation_loss(self.net(x), target, self.cfg.optim.dice_weight)
+        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch.shape[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        o = self.cfg.optim
+        return torch.optim.AdamW(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
