@@ -11,24 +11,33 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli):
     html = (out / "report" / "report.html").read_text()
     for kind in KINDS:
         assert f"AP {kind}" in html, kind
-    for method in ["DPA", "Histogram baseline", "L1-AE"]:
+    methods = ["DPA", "Histogram baseline", "L1-AE", "Segmenter 2-D", "Segmenter 3-D", "Ensemble"]
+    for method in methods:
         assert method in html
+    assert "AP unseen kinds" in html and "seen</sup>" in html  # the segmenters' trained-on kinds are marked
     assert (out / "report" / "pr_pixel.png").stat().st_size > 1000
     results = json.loads((out / "results.json").read_text())["results"]
+    assert sorted(results) == sorted(methods)
     for method, res in results.items():
         for task in ("pixel", "sample"):
             r = res[task]
             assert 0.0 <= r["ap"] <= 1.0 and set(r["per_kind"]) == set(KINDS), (method, task)
             assert r["cases"] == results["DPA"][task]["cases"]
-    # every validation case got a pixel map and a sample score from every method
-    cases = sorted(p.name for p in (out / "valset" / "toy").iterdir())
-    for method in ["dpa", "histogram", "l1-ae"]:
+        seen = set(res["seen"])
+        assert seen == ({"patch", "uniform", "noise"} if method.startswith(("Segmenter", "Ensemble")) else set())
+        assert res["pixel"]["per_group"]["unseen"]["kinds"] == sorted(set(KINDS) - seen)
+    # every test case got a pixel map and a sample score from every detector
+    cases = sorted(p.name for p in (out / "valset" / "toy").iterdir() if not p.name.startswith("."))
+    for method in ["dpa", "histogram", "l1", "segmenter2d", "segmenter3d", "ensemble"]:
         pred = out / "predictions" / method
         assert sorted(p.name for p in pred.glob("*.nii.gz")) == cases
         assert sorted(p.name for p in pred.glob("*.txt")) == [f"{c}.txt" for c in cases]
-    # the trained models carry what inference needs and the ensembles are calibrated
-    ens = (out / "models" / "dpa.yaml").read_text()
-    assert "quantile-log-tail" in ens and "sample_rule" in ens
+    # the models were fitted on other subjects than the test set's, and the detectors are calibrated
+    train = {p.name for p in (out / "volumes").glob("*.nii.gz")}
+    sources = {r.split(",")[2] for r in (out / "valset" / "manifest.csv").read_text().splitlines()[1:]}
+    assert len(train) == 12 and len(sources) == 3 and not train & sources
+    ens = (out / "fit" / "detector.yaml").read_text()
+    assert "quantile-log-tail" in ens and "member_combine" in ens and "segmenter" in ens
 
 
 def test_demo_refuses_a_foreign_non_empty_folder(tmp_path, cli):
@@ -44,7 +53,7 @@ def test_a_rerun_replaces_only_the_demo_folders(tmp_path):
 
     out = tmp_path / "demo"
     _prepare_output(out)
-    (out / "runs" / "dpa_axis0" / "checkpoints").mkdir(parents=True)
+    (out / "fit" / "runs" / "dpa_axis0" / "checkpoints").mkdir(parents=True)
     (out / "user_notes.txt").write_text("x")
     _prepare_output(out)  # an earlier demo's folder: its run folders go, other files stay
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "user_notes.txt"]

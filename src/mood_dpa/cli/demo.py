@@ -40,14 +40,14 @@ def demo_cmd(
                        kind=kind)
     table = Table(title="Test-set AP (MOOD rules); chance: pixel %.4f, sample %.3f" % _chance(outcome.results))
     for col in ("method", "pixel AP", "pixel AP unseen kinds", "best Dice", "hit rate", "sample AP", "sample ROC-AUC"):
-        table.add_column(col, justify="left" if col == "method" else "right")
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
     for name, res in outcome.results.items():
         px, sm = res["pixel"], res["sample"]
         table.add_row(name, f"{px['ap']:.3f}", f"{res['unseen_pixel_ap']:.3f}", _f(px.get("best_dice")), _f(px.get("hit_rate")),
                       f"{sm['ap']:.3f}", f"{sm['roc_auc']:.3f}")
     kinds = list(next(iter(outcome.results.values()))["pixel"]["per_kind"])
     per_kind = Table(title="Pixel AP per anomaly kind (that kind's cases + all normal cases); * = seen in training")
-    per_kind.add_column("method")
+    per_kind.add_column("method", no_wrap=True)
     for k in kinds:
         per_kind.add_column(k, justify="right")
     for name, res in outcome.results.items():

@@ -30,6 +30,7 @@ def phantoms(
     seed: int = typer.Option(0, "--seed", help="Population seed; subject k is the same whatever --count is."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder (created if needed)."),
     gzip_level: int = typer.Option(1, "--gzip-level", help="gzip compression level 0-9 of the .nii.gz files."),
+    start: int = typer.Option(0, "--start", help="First subject index: held-out subjects, e.g. --start 40 after 40 training subjects."),
     overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
     """Write a population of synthetic healthy volumes (the embedded data every demo uses).
@@ -48,7 +49,7 @@ def phantoms(
         raise MoodError(f"--count must be at least 1, got {count}")
     prepare_output_dir(out_dir, overwrite=overwrite)
     start = time.perf_counter()
-    paths = write_phantoms(kind.value, count, size, seed, out_dir, compresslevel=gzip_level)
+    paths = write_phantoms(kind.value, count, size, seed, out_dir, compresslevel=gzip_level, start=start)
     elapsed = time.perf_counter() - start
     typer.echo(f"wrote {len(paths)} {kind.value} phantoms of {size}^3 to {out_dir} in {elapsed:.1f} s")
 

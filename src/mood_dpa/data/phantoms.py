@@ -678,8 +678,12 @@ def write_phantoms(
     seed: int,
     out_dir: str | os.PathLike,
     compresslevel: int = 1,
+    start: int = 0,
 ) -> list[Path]:
-    """Write subjects 0..count-1 as ``out_dir/00000.nii.gz``, ... (atomic writes, progress bar)."""
+    """Write subjects start..start+count-1 as ``out_dir/<index:05d>.nii.gz`` (atomic writes, progress bar).
+
+    ``start`` gives held-out subjects their own indices, hence other subjects AND other file names than a
+    training set written from 0 with the same seed."""
     from ..progress import track
     from ..volumes import write_volume
 
@@ -688,6 +692,7 @@ def write_phantoms(
     size = _as_int(size, "size", MIN_SIZE, MAX_SIZE)
     seed = _as_int(seed, "seed", 0)
     compresslevel = _as_int(compresslevel, "gzip level", 0, 9)
+    start = _as_int(start, "start", 0)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise MoodError(f"{out}: exists and is not a folder")
@@ -696,7 +701,7 @@ def write_phantoms(
     mark_output_dir(out)  # creates it, with the marker of a mood-dpa output
     affine = phantom_affine(size)
     paths = []
-    for i in track(range(count), f"{kind} phantoms {size}^3", total=count):
+    for i in track(range(start, start + count), f"{kind} phantoms {size}^3", total=count):
         vol = make_phantom(kind, size, seed, i)
         paths.append(write_volume(out / f"{i:05d}.nii.gz", vol, affine=affine, compresslevel=compresslevel))
     return paths
