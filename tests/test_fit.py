@@ -109,3 +109,27 @@ def test_fit_state_results_survive_json(tmp_path):
     again = Stages(FitState(tmp_path, {"a": 1}), log=lambda s: None)
     assert again("one", lambda: pytest.fail("a finished stage must not run again")) == [str(tmp_path / "f"), 3]
     assert np.isclose(json.loads((tmp_path / "fit_state.json").read_text())["stages"]["one"]["seconds"], 0.0, atol=1.0)
+
+
+@pytest.mark.parametrize("preset", ["quick", "demo", "seed"])
+@pytest.mark.parametrize("kind", ["brain", "abdom"])
+def test_every_preset_names_configs_that_load_with_its_overrides(preset, kind, tmp_path):
+    """fit builds each method's config from a packaged YAML plus overrides: all of them must exist and validate."""
+    from mood_dpa.config import load_config
+    from mood_dpa.fit import AXES, PRESETS, _common_overrides, _config_path, _stores_overrides
+    from mood_dpa.methods.dpa.config import DPATrainConfig
+    from mood_dpa.methods.segmenter.config import SegmenterTrainConfig
+    from mood_dpa.training.config import SimCLRConfig
+
+    plan = PRESETS[preset]
+    common = _common_overrides(tmp_path / "run", 0, None, 1)
+    stores = _stores_overrides([tmp_path / "s0"], tmp_path / "folds.csv")
+    for method, cls in [("simclr", SimCLRConfig), ("dpa", DPATrainConfig), ("l1", DPATrainConfig),
+                        ("segmenter2d", SegmenterTrainConfig), ("segmenter3d", SegmenterTrainConfig)]:
+        for axis in AXES[kind] if method in ("dpa", "l1") else (None,):
+            data = (["data.volumes=/x", "data.folds=/x/f.csv", "data.fold=0"] if method == "segmenter3d"
+                    else stores + ([f"model.size={plan.slice_size}"] if method != "simclr" else []))
+            cfg = load_config(cls, _config_path(plan, method, kind, axis), common + data + list(plan.overrides.get(method, ())))
+            assert str(cfg.run_dir) == str(tmp_path / "run") and cfg.trainer.seed == 0
+            if method == "l1":
+                assert cfg.loss.kind == "l1"

@@ -88,7 +88,7 @@ PRESETS: dict[str, Preset] = {
     "seed": Preset(
         "seed", 128, 10, ("histogram", "dpa", "segmenter3d"),
         {"simclr": "simclr.yaml", "dpa": "{kind}/pixel/axis_{axis}.yaml", "l1": "{kind}/pixel/axis_{axis}.yaml",
-         "segmenter2d": "segmenter/{kind}_2d.yaml", "segmenter3d": "segmenter/{kind}_3d.yaml"},
+         "segmenter2d": "segmenter/mood_{kind}_2d.yaml", "segmenter3d": "segmenter/mood_{kind}_3d.yaml"},
         {"l1": ("loss.kind=l1", "loss.normaliser=slice")},
         tuning_per_volume=None,
         description="the MOOD scale: the seed's submitted DPA configs (128x128, C=128, SimCLR VGG19), a GPU for days",
