@@ -390,8 +390,9 @@ def _build_detector(path: Path, members: dict[str, list[str]], normals: Sequence
     from .inference.detector import fit_ensemble
 
     files = [f for fs in members.values() for f in fs]
+    groups = [m for m, fs in members.items() for _ in fs]  # one member per method (the 2-D and 3-D segmenters apart)
     path.parent.mkdir(parents=True, exist_ok=True)  # model paths are stored relative to the detector's folder
-    fit_ensemble(path, files, list(normals), val_dir=tuning, device=device, seed=seed, progress=False)
+    fit_ensemble(path, files, list(normals), val_dir=tuning, device=device, seed=seed, progress=False, groups=groups)
     return path
 
 

@@ -235,10 +235,13 @@ def build_spec(
     bf16: bool = False,
     name: str | None = None,
     check: bool = True,
+    groups: Sequence[str] | None = None,
 ) -> EnsembleSpec:
     """The detector spec (in memory) of ``model_files``, grouped by the kind each file declares into one
-    member per method, in order of first appearance. ``check=True`` opens every model file once (on the
-    CPU) so a wrong path or file fails here, not at prediction time."""
+    member per method, in order of first appearance; ``groups`` (one member name per file) groups them
+    explicitly instead (e.g. a 2-D and a 3-D segmenter as two members, each calibrated on its own).
+    ``check=True`` opens every model file once (on the CPU) so a wrong path or file fails here, not at
+    prediction time."""
     from ..methods.registry import method_for_file
 
     path = Path(path)
@@ -248,13 +251,18 @@ def build_spec(
     weights = [1.0] * len(files) if weights is None else [float(w) for w in weights]
     if len(weights) != len(files):
         raise MoodError(f"{len(files)} model files but {len(weights)} weights")
+    if groups is not None and len(groups) != len(files):
+        raise MoodError(f"{len(files)} model files but {len(groups)} member names")
     base = path.parent.resolve()
     members: dict[str, dict] = {}
-    for f, w in zip(files, weights):
+    for k, (f, w) in enumerate(zip(files, weights)):
         entry = method_for_file(f)
         if check:
             entry.load(f, "cpu")
-        m = members.setdefault(entry.name, {"name": entry.name, "method": entry.name, "models": [], "combine": combine})
+        key = groups[k] if groups is not None else entry.name
+        m = members.setdefault(key, {"name": key, "method": entry.name, "models": [], "combine": combine})
+        if m["method"] != entry.name:
+            raise MoodError(f"member {key!r} mixes methods {m['method']} and {entry.name} ({f})")
         m["models"].append({"path": _relative(f, base), "weight": w})
     return validate(
         EnsembleSpec,
@@ -865,13 +873,14 @@ def fit_ensemble(
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    groups: Sequence[str] | None = None,
 ) -> ShellDetector:
     """Build the detector of ``model_files`` in memory, calibrate it on ``normal_volumes`` (choosing the
     member and sample rules on ``val_dir``), write its YAML once, and return it ready for
     :func:`mood_dpa.inference.predict.predict_folder`."""
     path = Path(path)
     spec = build_spec(path, model_files, weights, combine=combine, background_threshold=background_threshold,
-                      batch_size=batch_size, check=False)
+                      batch_size=batch_size, check=False, groups=groups)
     det = detector_from_spec(spec, path.parent.resolve(), device=device, batch_size=batch_size)
     info = calibrate_detector(det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed, progress=progress)
     write_spec(path, spec_of(det, spec, {"calibration": info}))
