@@ -148,6 +148,13 @@ def test_cli_writes_phantoms(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [".mood-dpa", "00000.nii.gz", "00001.nii.gz"]
     assert np.array_equal(read_volume(out / "00001.nii.gz").data, make_phantom("abdom", 32, 3, 1))
     assert "wrote 2 abdom phantoms of 32^3 to" in capsys.readouterr().out
+    # --start: held-out subjects with their own indices and names (subject 1 again, as 00001)
+    held = tmp_path / "held"
+    with pytest.raises(SystemExit) as exc:
+        main(["phantoms", "--kind", "abdom", "--count", "2", "--size", "32", "--seed", "3", "-o", str(held), "--start", "1"])
+    assert exc.value.code in (0, None)
+    assert sorted(p.name for p in held.iterdir()) == [".mood-dpa", "00001.nii.gz", "00002.nii.gz"]
+    assert np.array_equal(read_volume(held / "00001.nii.gz").data, make_phantom("abdom", 32, 3, 1))
 
 
 @pytest.mark.parametrize(

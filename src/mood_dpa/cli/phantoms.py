@@ -48,9 +48,9 @@ def phantoms(
     if count < 1:
         raise MoodError(f"--count must be at least 1, got {count}")
     prepare_output_dir(out_dir, overwrite=overwrite)
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     paths = write_phantoms(kind.value, count, size, seed, out_dir, compresslevel=gzip_level, start=start)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - t0
     typer.echo(f"wrote {len(paths)} {kind.value} phantoms of {size}^3 to {out_dir} in {elapsed:.1f} s")
 
 
