@@ -115,8 +115,9 @@ AUTO_BATCH = {"cuda": 128}
 CPU_ACTIVATION_BYTES = 8 << 20
 #: Lowest score of a foreground voxel when the background is masked (smallest normal float16, 2^-14).
 FOREGROUND_FLOOR = 2.0**-14
-#: ``weighted`` candidates tried by calibrate: one member emphasised this much over the others
-EMPHASIS = 3.0
+#: ``weighted`` candidates tried by calibrate: one member emphasised this much over the others (10: the
+#: others only break its ties and add where it is silent)
+EMPHASIS = (3.0, 10.0)
 
 
 # ============================================================================ the file
@@ -666,16 +667,17 @@ def _joint_sample(mask: Any, n: int, seed: int) -> np.ndarray:
 
 def member_rule_candidates(det: ShellDetector) -> list[tuple[str, tuple[float, ...] | None]]:
     """The member-combine rules calibrate tries: mean, max, the file's own weights (when not all equal)
-    and each member emphasised ``EMPHASIS`` x over the others. Ties go to the earlier candidate."""
+    and each member emphasised ``EMPHASIS`` x (each level) over the others. Ties go to the earlier candidate."""
     k = len(det.map_members)
     out: list[tuple[str, tuple[float, ...] | None]] = [("mean", None), ("max", None)]
     own = tuple(float(m.weight) for m in det.map_members)
     if len(set(own)) > 1:
         out.append(("weighted", own))
-    for i in range(k):
-        w = tuple(EMPHASIS if j == i else 1.0 for j in range(k))
-        if w != own:
-            out.append(("weighted", w))
+    for level in EMPHASIS:
+        for i in range(k):
+            w = tuple(level if j == i else 1.0 for j in range(k))
+            if w != own:
+                out.append(("weighted", w))
     return out
 
 
