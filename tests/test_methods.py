@@ -228,7 +228,7 @@ def test_member_rule_is_chosen_by_pixel_ap_on_the_tuning_set(cross, normals, tmp
     det_file = write_ensemble(tmp_path / "det.yaml", [*cross["dpa"], cross["hist"]])
     info = calibrate_ensemble(det_file, normals, val_dir=cross["tuning"], samples_per_volume=5000, progress=False)
     aps = info["member_rule_ap"]
-    assert set(aps) == {"mean", "max", "weighted(3,1)", "weighted(1,3)"}
+    assert set(aps) == {"mean", "max", "weighted(3,1)", "weighted(1,3)", "weighted(10,1)", "weighted(1,10)"}
     chosen = info["member_combine"]
     assert aps[chosen] == max(aps.values())
     summary = predict_folder(load_detector(det_file, device="cpu"), cross["tuning"] / "toy", tmp_path / "p", "pixel", progress=False)
