@@ -85,6 +85,23 @@ PRESETS: dict[str, Preset] = {
         },
         description="the CPU demo scale: 64^3 volumes, 64x64 slices, narrow models, about ten minutes on 2 cores",
     ),
+    "cpu": Preset(
+        "cpu", 64, 5, ("histogram", "dpa", "segmenter2d"),
+        {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
+         "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
+        {
+            "simclr": ("optim.epochs=20", "optim.max_steps=2000"),
+            "dpa": ("optim.max_steps=4800", "optim.val_every=200", "optim.batch_size=32", "model.channels=32",
+                    "model.latent=32"),
+            "l1": ("optim.max_steps=4800", "optim.val_every=200", "optim.batch_size=32", "model.channels=32",
+                   "model.latent=32"),
+            "segmenter2d": ("optim.max_steps=20000", "optim.val_every=500", "optim.patience=6"),
+            "segmenter3d": ("optim.max_steps=10000", "optim.val_every=500", "optim.patience=6"),
+        },
+        tuning_per_volume=None,
+        description="a CPU without a deadline: the demo's model shapes (64x64 slices, wider DPA) trained to early "
+                    "stopping, hours on a few cores",
+    ),
     "seed": Preset(
         "seed", 128, 10, ("histogram", "dpa", "segmenter3d"),
         {"simclr": "simclr.yaml", "dpa": "{kind}/pixel/axis_{axis}.yaml", "l1": "{kind}/pixel/axis_{axis}.yaml",
