@@ -188,7 +188,7 @@ def _table(methods: Sequence[MethodResult], level: str) -> str:
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child{text-align:left}.small{color:#666;font-size:.9em}figure{display:inline-block;margin:.5em;vertical-align:top}
 figure img{max-width:520px}figcaption{font-size:.9em;color:#444;max-width:520px}"""
 
