@@ -42,17 +42,19 @@ KINDS = "gamma,ellipsoid,noise_level"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Healthy training volumes, a voxel histogram (map member) and a volume histogram (sample member),
-    tuning set A (seed 0) and held-out set B (seed 1, OTHER source volumes), and A2 (seed 7, A's volumes)."""
+    tuning set A (seed 0) and held-out set B (seed 1, OTHER source volumes), A2 (seed 7, A's volumes), and C
+    (B's volumes under A's file names: what two prepared folders that both start at 00000.nii.gz look like)."""
     root = tmp_path_factory.mktemp("sample_members")
     train = [write_volume(root / "train" / f"{i:05d}.nii.gz", blob_volume((N, N, N), seed=i)) for i in range(6)]
     a_src = [write_volume(root / "a_src" / f"{20 + i:05d}.nii.gz", blob_volume((N, N, N), seed=20 + i)) for i in range(3)]
     b_src = [write_volume(root / "b_src" / f"{30 + i:05d}.nii.gz", blob_volume((N, N, N), seed=30 + i)) for i in range(3)]
     fit_histogram(train, root / "hist.npz", calibration_volumes=3, seed=0, progress=False)
     VolumeHistogramDetector.fit(train, bins=32, k=2, progress=False).save(root / "vh.npz")
-    for name, src, seed in (("A", a_src, 0), ("B", b_src, 1), ("A2", a_src, 7)):
+    c_src = [write_volume(root / "c_src" / f"{20 + i:05d}.nii.gz", blob_volume((N, N, N), seed=30 + i)) for i in range(3)]
+    for name, src, seed in (("A", a_src, 0), ("B", b_src, 1), ("A2", a_src, 7), ("C", c_src, 1)):
         make_synthetic_set(src, root / name, KINDS, "1", seed, progress=False)
     return {"root": root, "train": root / "train", "hist": root / "hist.npz", "vh": root / "vh.npz",
-            "A": root / "A", "B": root / "B", "A2": root / "A2"}
+            "A": root / "A", "B": root / "B", "A2": root / "A2", "C": root / "C"}
 
 
 def _outputs(folder: Path) -> dict:
@@ -188,7 +190,8 @@ def test_evaluate_warns_on_the_tuning_set_only(world, tmp_path, cli, capsys):
     det_file = write_ensemble(tmp_path / "det.yaml", [world["hist"], world["vh"]])
     calibrate_ensemble(det_file, world["train"], val_dir=world["A"], samples_per_volume=5000, progress=False)
     tuned = read_spec(det_file).info["calibration"]["tuned_on"]
-    assert tuned["sources"] == ["00020.nii.gz", "00021.nii.gz", "00022.nii.gz"]
+    # the sources by CONTENT (sha256 of the volume), not by name
+    assert len(tuned["sources"]) == 3 and all(x.startswith("sha256:") for x in tuned["sources"])
 
     def run(set_name: str, task: str = "sample"):
         pred = tmp_path / f"pred_{set_name}"
@@ -214,6 +217,9 @@ def test_evaluate_warns_on_the_tuning_set_only(world, tmp_path, cli, capsys):
     # another seed on the SAME source volumes: a different manifest, but the same anatomy and normal copies
     _, on_a2 = run("A2", "pixel")
     assert on_a2.tuning_warning is not None and "3 of its 3 source volumes" in on_a2.tuning_warning
+    # other volumes that happen to carry the tuning set's file names: no warning
+    _, on_c = run("C", "pixel")
+    assert on_c.tuning_warning is None
     # no manifest next to the labels: case names decide
     labels_only = tmp_path / "labels_only"
     shutil.copytree(world["A"] / "toy_label", labels_only / "toy_label")

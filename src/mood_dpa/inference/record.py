@@ -32,13 +32,17 @@ RECORD_FORMAT = "mood-dpa/predict-record"
 
 
 def manifest_sources(path: str | os.PathLike) -> list[str] | None:
-    """Sorted source volumes named by a manifest's ``source`` column (None: no such column / file)."""
+    """Sorted source volumes of a manifest: ``sha256:<hex>`` of each source's content when the manifest has
+    a ``source_sha256`` column (names repeat across folders: every prepared folder starts at 00000.nii.gz),
+    else the ``source`` names (None: no such column / file)."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
+            if reader.fieldnames and "source_sha256" in reader.fieldnames:
+                return sorted({f"sha256:{row['source_sha256']}" for row in reader if row.get("source_sha256")})
             if not reader.fieldnames or "source" not in reader.fieldnames:
                 return None
             return sorted({row["source"] for row in reader if row.get("source")})
@@ -106,6 +110,8 @@ def tuning_overlap(tuned_on: dict | None, label_names: Sequence[str], manifest: 
     if tuned_sources and sources:
         shared = sorted(set(tuned_sources) & set(sources))
         if shared:
+            if shared[0].startswith("sha256:"):
+                return f"{len(shared)} of its {len(sources)} source volumes (the same volume content)"
             return f"{len(shared)} of its {len(sources)} source volumes ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''})"
         return None
     cases = {_case(str(c)) for c in tuned_on.get("cases", [])}

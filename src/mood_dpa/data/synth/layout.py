@@ -18,6 +18,7 @@ seeded with (seed, volume index, kind index), so the same seed writes the same b
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -34,7 +35,8 @@ from .global_kinds import GLOBAL_KINDS, global_label
 from .kinds import KINDS, MIN_CHANGE, changed_mask
 from .regions import SHAPES, foreground_centres, sample_region, seed_ellipsoid_region
 
-MANIFEST_FIELDS = ("case", "file", "source", "volume_id", "kind", "scope", "label", "regions", "voxels", "centre", "params")
+MANIFEST_FIELDS = ("case", "file", "source", "volume_id", "kind", "scope", "label", "regions", "voxels", "centre", "params",
+                   "source_sha256")
 
 #: Local then global kinds: a kind's place here seeds its generator, so adding global kinds after the
 #: local ones leaves every local case byte-identical.
@@ -200,7 +202,9 @@ def make_synthetic_set(
             vol = read_volume(path)
             data = np.clip(vol.data, 0.0, 1.0).astype(np.float32)
             vid = volume_id(path)
-            base = {"source": path.name, "volume_id": vid}
+            # the source's CONTENT (not its name: two prepared folders both start at 00000.nii.gz), so that
+            # evaluate can tell a test set made from the tuning set's volumes (mood_dpa.inference.record)
+            base = {"source": path.name, "volume_id": vid, "source_sha256": hashlib.sha256(data.tobytes()).hexdigest()}
             write_case(
                 f"{stems[vi]}_normal", vol, data, np.zeros(data.shape, np.uint8),
                 {**base, "kind": "normal", "scope": "none", "label": 0, "regions": 0, "voxels": 0, "centre": "[]", "params": "[]"},
