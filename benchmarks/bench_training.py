@@ -7,6 +7,7 @@ every FLOP ran at matmul speed). Peak memory: CUDA's max allocated, or on CPU th
 case's own subprocess.
 
     python benchmarks/bench_training.py                 # CPU (brief) and, when CUDA is present, GPU bf16 + fp32
+    python benchmarks/bench_training.py --device cuda   # the GPU cases only (bf16 and fp32)
     python benchmarks/bench_training.py --steps 5 --seed-batch 4
 
 Cases: the seed's brain pixel model (C = d = 128, 128x128, relu3_2 of a full-width VGG19), the CPU demo
@@ -160,8 +161,10 @@ class _null:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="cpu: the CPU cases; cuda: the GPU cases; auto: the CPU cases, then the GPU's when CUDA is present")
+    ap.add_argument("--precision", default=None, choices=["fp32", "bf16"],
+                    help="GPU precision (default: bf16 and fp32); the CPU cases are fp32")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per case (after one warm-up)")
     ap.add_argument("--seed-batch", type=int, default=2, help="CPU batch for the seed-sized cases")
@@ -173,20 +176,23 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(run_case(args.one, args.device, args.precision, args.batch, args.steps)))
+        print(json.dumps(run_case(args.one, args.device, args.precision or "fp32", args.batch, args.steps)))
         return
 
     import torch
 
     plans = []
-    for name in CASES:
-        seed_sized = name.endswith("seed") or "seed_" in name
-        cpu_batch = args.seed_batch if seed_sized else 16
-        plans.append((name, "cpu", "fp32", cpu_batch, args.steps))
-    if torch.cuda.is_available():
+    if args.device in ("auto", "cpu"):
+        for name in CASES:
+            seed_sized = name.endswith("seed") or "seed_" in name
+            cpu_batch = args.seed_batch if seed_sized else 16
+            plans.append((name, "cpu", "fp32", cpu_batch, args.steps))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    if args.device in ("auto", "cuda") and torch.cuda.is_available():
         for name in CASES:
             gpu_batch = 64 if name.startswith("dpa") else 256 if name == "simclr_seed" else 64
-            for prec in ("bf16", "fp32"):
+            for prec in ((args.precision,) if args.precision else ("bf16", "fp32")):
                 plans.append((name, "cuda", prec, gpu_batch, max(args.steps, 10)))
     rows = []
     env = {**os.environ}
