@@ -722,7 +722,9 @@ def calibrate_detector(
     members: each member's calibration is fitted on the same sampled normal voxels; on the tuning set
     (``val_dir`` ONLY) the member rule with the best pixel AP of the calibrated combined map (float16
     histogram AP, :mod:`mood_dpa.evaluation.metrics`) is chosen; then the final calibration of the
-    combined map is fitted once on the normal samples. Returns a summary (stored in ``info``).
+    combined map is fitted once on the normal samples. With pixel labels on the tuning set the border rule
+    is chosen next (:func:`choose_border`), then the sample rule (on the border-damped maps). Returns a
+    summary (stored in ``info``).
     """
     from ..progress import track
     from ..volumes import iter_volumes
