@@ -142,7 +142,7 @@ def test_calibrate_with_val_records_the_choice_and_round_trips(histogram_detecto
 def artefact_case(tmp_path: Path, lesion_on_border: bool) -> tuple[ShellDetector, TuningSet]:
     """Raw map = the volume's intensity. A cube of foreground whose outer layer is bright (1.0, a normal
     border artefact) or dim (0.2), interior voxels in [0.1, 0.5), and a lesion of raw 0.8 inside
-    (the border rule should help) or 1.5 on the border layer with no artefact (it should hurt)."""
+    (the border rule should help) or 1.0 on the border layer with no artefact (it should hurt)."""
     rng = np.random.default_rng(0)
     paths, labels = [], []
     for i in range(4):
@@ -152,7 +152,7 @@ def artefact_case(tmp_path: Path, lesion_on_border: bool) -> tuple[ShellDetector
         label = np.zeros(vol.shape, np.float32)
         if i % 2:
             where = (slice(2, 5), slice(5, 8), slice(5, 8)) if lesion_on_border else (slice(6, 8), slice(6, 8), slice(6, 8))
-            vol[where] = 1.5 if lesion_on_border else 0.8
+            vol[where] = 1.0 if lesion_on_border else 0.8
             label[where] = 1
         paths.append(write_volume(tmp_path / "toy" / f"c{i}.nii.gz", vol))
         write_volume(tmp_path / "toy_label" / "pixel" / f"c{i}.nii.gz", label)
