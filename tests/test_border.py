@@ -137,6 +137,8 @@ def test_calibrate_with_val_records_the_choice_and_round_trips(histogram_detecto
     best = max(info["border_ap"].values())
     assert info["border_ap"][chosen.describe()] == best
     assert load_ensemble(path, device="cpu").border == chosen
+    info = calibrate_ensemble(path, root / "normals", val_dir=root / "val", progress=False, border_candidates=(OFF,))
+    assert info["border"] == "off" and read_spec(path).border.width == 0  # the caller can keep it off
 
 
 def artefact_case(tmp_path: Path, lesion_on_border: bool) -> tuple[ShellDetector, TuningSet]:

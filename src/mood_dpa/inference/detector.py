@@ -715,6 +715,7 @@ def calibrate_detector(
     samples_per_volume: int = DEFAULT_SAMPLES_PER_VOLUME,
     y_top: float = DEFAULT_Y_TOP,
     progress: bool = True,
+    border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
 ) -> dict[str, Any]:
     """Fit the calibrations on NORMAL volumes; with ``val_dir`` also choose the member rule and the sample rule.
 
@@ -723,7 +724,7 @@ def calibrate_detector(
     (``val_dir`` ONLY) the member rule with the best pixel AP of the calibrated combined map (float16
     histogram AP, :mod:`mood_dpa.evaluation.metrics`) is chosen; then the final calibration of the
     combined map is fitted once on the normal samples. With pixel labels on the tuning set the border rule
-    is chosen next (:func:`choose_border`), then the sample rule (on the border-damped maps). Returns a
+    is chosen next among ``border_candidates`` (:func:`choose_border`; ``(OFF,)`` keeps it off), then the sample rule (on the border-damped maps). Returns a
     summary (stored in ``info``).
     """
     from ..progress import track
@@ -791,8 +792,8 @@ def calibrate_detector(
     info["raw_normal_max"] = float(det.calibration.xs[-1])
     if tuning is not None:
         if tuning.pixel_dir is not None:
-            det.border, border_aps = choose_border(det, tuning, BORDER_CANDIDATES, progress)
-            info["border_ap"] = {r.describe(): round(a, 6) for r, a in zip(BORDER_CANDIDATES, border_aps)}
+            det.border, border_aps = choose_border(det, tuning, tuple(border_candidates), progress)
+            info["border_ap"] = {r.describe(): round(a, 6) for r, a in zip(border_candidates, border_aps)}
         else:
             info["border_note"] = "no pixel labels on the tuning set: border rule left as it was"
         info["border"] = det.border.describe()
@@ -913,6 +914,7 @@ def calibrate_ensemble(
     samples_per_volume: int = DEFAULT_SAMPLES_PER_VOLUME,
     y_top: float = DEFAULT_Y_TOP,
     progress: bool = True,
+    border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
 ) -> dict[str, Any]:
     """Calibrate a detector file (see :func:`calibrate_detector`) and write the result into it once, atomically."""
     path = Path(path)
@@ -920,7 +922,7 @@ def calibrate_ensemble(
     det = detector_from_spec(spec, path.parent, device=device, batch_size=batch_size)
     info = calibrate_detector(
         det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed,
-        samples_per_volume=samples_per_volume, y_top=y_top, progress=progress,
+        samples_per_volume=samples_per_volume, y_top=y_top, progress=progress, border_candidates=border_candidates,
     )
     write_spec(path, spec_of(det, spec, {"calibration": info}))
     return info
@@ -941,6 +943,7 @@ def fit_ensemble(
     seed: int = 0,
     progress: bool = True,
     groups: Sequence[str] | None = None,
+    border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
 ) -> ShellDetector:
     """Build the detector of ``model_files`` in memory, calibrate it on ``normal_volumes`` (choosing the
     member and sample rules on ``val_dir``), write its YAML once, and return it ready for
@@ -949,6 +952,7 @@ def fit_ensemble(
     spec = build_spec(path, model_files, weights, combine=combine, background_threshold=background_threshold,
                       batch_size=batch_size, check=False, groups=groups)
     det = detector_from_spec(spec, path.parent.resolve(), device=device, batch_size=batch_size)
-    info = calibrate_detector(det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed, progress=progress)
+    info = calibrate_detector(det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed, progress=progress,
+                              border_candidates=border_candidates)
     write_spec(path, spec_of(det, spec, {"calibration": info}))
     return det
