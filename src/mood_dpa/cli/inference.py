@@ -53,7 +53,7 @@ def calibrate_cmd(
     ensemble: Path = typer.Option(..., "--ensemble", "-e", help="Ensemble YAML to calibrate (rewritten atomically)."),
     inputs: Path = typer.Option(..., "-i", "--input", help="Folder of NORMAL validation volumes (e.g. the validation fold)."),
     val: Optional[Path] = typer.Option(
-        None, "--val", help="Labelled tuning set in the MOOD toy layout (`mood-dpa synth` output): chooses the member and sample rules. Do not evaluate on it."
+        None, "--val", help="Labelled tuning set in the MOOD toy layout (`mood-dpa synth` output): chooses the member, border and sample rules. Do not evaluate on it."
     ),
     val_labels: Optional[Path] = typer.Option(None, "--val-labels", help="Sample label folder (<name>.txt) if not --val/toy_label/sample."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: automatic)."),
@@ -65,7 +65,7 @@ def calibrate_cmd(
     threads: int = THREADS_OPTION,
     no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
-    """Fit the calibrations on normal volumes (and choose the member and sample rules on --val); store them in the detector file."""
+    """Fit the calibrations on normal volumes (and choose the member, border and sample rules on --val); store them in the detector file."""
     from ..errors import MoodError
     from ..inference.detector import calibrate_ensemble
 

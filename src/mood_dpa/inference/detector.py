@@ -45,6 +45,10 @@ The detector file (``*.yaml``, version 2; paths are relative to the file)::
         models: [{path: volhist.npz, weight: 1.0}]
     member_combine: mean          # mean | max | weighted (chosen on the tuning set by `calibrate --val`)
     background_threshold: 0.0     # voxels <= this score 0, all others >= 2^-14; null = no mask
+    border: {width: 0, factor: 1.0}  # foreground voxels within `width` voxels of the background or the
+                                  # volume's edge: calibrated score x `factor` (mood_dpa.inference.border);
+                                  # width 0 = off (today's behaviour, and what a file without it reads as);
+                                  # chosen on the tuning set by `calibrate --val`
     calibration:                  # final raw -> [0, 1] (mood_dpa.inference.calibration); a mapping,
       kind: quantile-log-tail     # or a path to a YAML/JSON file holding one; null = uncalibrated
       xs: [...]
@@ -85,6 +89,7 @@ from pydantic import Field
 from ..atomic import write_text
 from ..config import StrictModel, read_yaml, validate
 from ..errors import MoodError
+from .border import BORDER_CANDIDATES, OFF, BorderRule, apply_border
 from .calibration import (
     CANDIDATE_RULES,
     DEFAULT_SAMPLES_PER_VOLUME,
@@ -143,6 +148,11 @@ class SampleRuleSpec(StrictModel):
     level: float = Field(DEFAULT_Y_TOP, ge=0, lt=1)  # above_normal_volume only
 
 
+class BorderSpec(StrictModel):
+    width: int = Field(0, ge=0)  # 0: off
+    factor: float = Field(1.0, ge=0, le=1)
+
+
 class MemberSpec(StrictModel):
     name: str = ""
     method: str = "dpa"
@@ -159,6 +169,7 @@ class EnsembleSpec(StrictModel):
     members: list[MemberSpec] = Field(min_length=1)
     member_combine: Literal["mean", "max", "weighted"] = "mean"
     background_threshold: float | None = 0.0
+    border: BorderSpec = Field(default_factory=BorderSpec)  # absent (older files): off
     calibration: CalibrationSpec | str | None = None
     sample_rule: SampleRuleSpec = Field(default_factory=SampleRuleSpec)
     sample_combine: Literal["map", "max", "mean"] = "map"
@@ -360,6 +371,7 @@ class ShellDetector:
         batch_size: int | None = None,
         bf16: bool = False,
         device: str | Any | None = None,
+        border: BorderRule | None = None,
     ) -> None:
         import torch
 
@@ -386,6 +398,7 @@ class ShellDetector:
         self.calibration = calibration
         self.sample_rule = sample_rule or SampleRule()
         self.sample_combine = sample_combine
+        self.border = border or OFF
         #: provenance for the prediction record (set by load_ensemble / single_file_detector)
         self.source: dict[str, Any] = {}
         self.bf16 = bool(bf16)
@@ -458,15 +471,20 @@ class ShellDetector:
             return torch.ones(vol.shape, dtype=torch.bool, device=self.device)
         return vol > float(self.background_threshold)
 
-    def calibrated(self, raw, data, calibration: Calibration | None = None) -> Any:
-        """Calibrated, background-masked float32 tensor in [0, 1] from the combined map of ``data``."""
+    def calibrated(self, raw, data, calibration: Calibration | None = None, border: BorderRule | None = None) -> Any:
+        """Calibrated, border-damped, background-masked float32 tensor in [0, 1] from the combined map of
+        ``data`` (``border``: this rule instead of the detector's own)."""
         torch = self._torch
         cal = calibration or self.calibration or UNCALIBRATED
+        border = self.border if border is None else border
         s = cal.apply_torch(raw)
+        if self.background_threshold is not None or border.active:
+            fg = self.foreground(data)
+            s = apply_border(s, fg, border)
         if self.background_threshold is not None:
             # background is strictly the minimum: 0, while every foreground voxel scores >= FOREGROUND_FLOOR
             # (the smallest normal float16), so foreground voxels never tie with the masked background
-            s = torch.where(self.foreground(data), s.clamp_min(FOREGROUND_FLOOR), torch.zeros_like(s))
+            s = torch.where(fg, s.clamp_min(FOREGROUND_FLOOR), torch.zeros_like(s))
         return torch.nan_to_num(s, nan=1.0).clamp_(0.0, 1.0)
 
     def score_volume(self, data: np.ndarray) -> np.ndarray:
@@ -528,6 +546,7 @@ def detector_from_spec(spec: EnsembleSpec, base: Path, device: str | Any | None 
     return ShellDetector(
         members, name=spec.name or "detector", member_combine=spec.member_combine,
         background_threshold=spec.background_threshold, calibration=resolve_calibration(spec, base),
+        border=BorderRule.from_dict(spec.border.model_dump()),
         sample_rule=SampleRule.from_dict(spec.sample_rule.model_dump()), sample_combine=spec.sample_combine,
         batch_size=batch_size or spec.batch_size, bf16=spec.bf16 if bf16 is None else bf16, device=dev,
     )
@@ -584,6 +603,7 @@ def spec_of(det: ShellDetector, spec: EnsembleSpec, info: dict[str, Any] | None 
     data["calibration"] = det.calibration.to_dict() if det.calibration is not None else None
     data["sample_rule"] = det.sample_rule.to_dict()
     data["sample_combine"] = det.sample_combine
+    data["border"] = det.border.to_dict()
     if info is not None:
         data["info"] = {**data.get("info", {}), **info}
     return validate(EnsembleSpec, data, "detector")
@@ -695,6 +715,7 @@ def calibrate_detector(
     samples_per_volume: int = DEFAULT_SAMPLES_PER_VOLUME,
     y_top: float = DEFAULT_Y_TOP,
     progress: bool = True,
+    border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
 ) -> dict[str, Any]:
     """Fit the calibrations on NORMAL volumes; with ``val_dir`` also choose the member rule and the sample rule.
 
@@ -702,7 +723,9 @@ def calibrate_detector(
     members: each member's calibration is fitted on the same sampled normal voxels; on the tuning set
     (``val_dir`` ONLY) the member rule with the best pixel AP of the calibrated combined map (float16
     histogram AP, :mod:`mood_dpa.evaluation.metrics`) is chosen; then the final calibration of the
-    combined map is fitted once on the normal samples. Returns a summary (stored in ``info``).
+    combined map is fitted once on the normal samples. With pixel labels on the tuning set the border rule
+    is chosen next among ``border_candidates`` (:func:`choose_border`; ``(OFF,)`` keeps it off), then the sample rule (on the border-damped maps). Returns a
+    summary (stored in ``info``).
     """
     from ..progress import track
     from ..volumes import iter_volumes
@@ -768,6 +791,12 @@ def calibrate_detector(
         info["member_combine"] = _describe(det.member_combine, chosen[1])
     info["raw_normal_max"] = float(det.calibration.xs[-1])
     if tuning is not None:
+        if tuning.pixel_dir is not None:
+            det.border, border_aps = choose_border(det, tuning, tuple(border_candidates), progress)
+            info["border_ap"] = {r.describe(): round(a, 6) for r, a in zip(border_candidates, border_aps)}
+        else:
+            info["border_note"] = "no pixel labels on the tuning set: border rule left as it was"
+        info["border"] = det.border.describe()
         rows, member_rows = [], []
         items = iter_volumes(tuning.paths, prefetch=1)
         for p, vol in track(items, "choosing the sample rule", total=len(tuning.paths)) if progress else items:
@@ -804,6 +833,43 @@ def choose_sample_combine(map_scores: Sequence[float], member_scores: Sequence[S
         aps.append(float(average_precision(scores, y)))
     best = int(np.argmax(np.round(aps, 12)))
     return SAMPLE_COMBINE_RULES[best], aps
+
+
+def choose_border(det: ShellDetector, tuning: TuningSet, candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
+                  progress: bool = False) -> tuple[BorderRule, list[float]]:
+    """The border rule with the best pixel AP (exact float16-histogram AP over the pooled voxels) of the
+    detector's final map on the tuning set; ties go to the earlier candidate (``off`` first). Returns
+    (rule, AP of every candidate). Each volume is scored once; the candidates only re-damp its map."""
+    from ..evaluation.metrics import ScoreHistogram
+    from ..progress import track
+    from ..volumes import iter_volumes
+
+    if tuning.pixel_dir is None:
+        raise MoodError(f"{tuning.root}: choosing the border rule needs pixel labels (toy_label/pixel/)")
+    hists = [ScoreHistogram() for _ in candidates]
+    items = iter_volumes(tuning.paths, prefetch=1)
+    for p, vol in track(items, "choosing the border rule", total=len(tuning.paths)) if progress else items:
+        if isinstance(vol, MoodError):
+            raise vol
+        label = _pixel_label(tuning, p, vol.data.shape)
+        raw = det.score_raw(vol.data)
+        for h, rule in zip(hists, candidates):
+            h.add(det.calibrated(raw, vol.data, border=rule).cpu().numpy(), label)
+    aps = [float(h.ap()) for h in hists]
+    best = int(np.argmax(np.round(aps, 12)))
+    return candidates[best], aps
+
+
+def _pixel_label(tuning: TuningSet, p: Path, shape) -> np.ndarray:
+    from ..evaluation.evaluate import read_label_volume
+
+    label_path = tuning.pixel_dir / p.name  # type: ignore[operator]
+    if not label_path.is_file():
+        raise MoodError(f"{label_path}: missing pixel label for {p.name}")
+    label, lshape = read_label_volume(label_path)
+    if tuple(lshape) != tuple(shape):
+        raise MoodError(f"{label_path}: label shape {lshape} differs from the volume's {tuple(shape)}")
+    return label
 
 
 def _choose_member_rule(det: ShellDetector, tuning: TuningSet, candidates, final_for, progress: bool):
@@ -848,6 +914,7 @@ def calibrate_ensemble(
     samples_per_volume: int = DEFAULT_SAMPLES_PER_VOLUME,
     y_top: float = DEFAULT_Y_TOP,
     progress: bool = True,
+    border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
 ) -> dict[str, Any]:
     """Calibrate a detector file (see :func:`calibrate_detector`) and write the result into it once, atomically."""
     path = Path(path)
@@ -855,7 +922,7 @@ def calibrate_ensemble(
     det = detector_from_spec(spec, path.parent, device=device, batch_size=batch_size)
     info = calibrate_detector(
         det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed,
-        samples_per_volume=samples_per_volume, y_top=y_top, progress=progress,
+        samples_per_volume=samples_per_volume, y_top=y_top, progress=progress, border_candidates=border_candidates,
     )
     write_spec(path, spec_of(det, spec, {"calibration": info}))
     return info
@@ -876,6 +943,7 @@ def fit_ensemble(
     seed: int = 0,
     progress: bool = True,
     groups: Sequence[str] | None = None,
+    border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
 ) -> ShellDetector:
     """Build the detector of ``model_files`` in memory, calibrate it on ``normal_volumes`` (choosing the
     member and sample rules on ``val_dir``), write its YAML once, and return it ready for
@@ -884,6 +952,7 @@ def fit_ensemble(
     spec = build_spec(path, model_files, weights, combine=combine, background_threshold=background_threshold,
                       batch_size=batch_size, check=False, groups=groups)
     det = detector_from_spec(spec, path.parent.resolve(), device=device, batch_size=batch_size)
-    info = calibrate_detector(det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed, progress=progress)
+    info = calibrate_detector(det, normal_volumes, val_dir=val_dir, val_labels=val_labels, seed=seed, progress=progress,
+                              border_candidates=border_candidates)
     write_spec(path, spec_of(det, spec, {"calibration": info}))
     return det
