@@ -38,13 +38,17 @@ KINDS = ("ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    ap.add_argument("-o", "--out", type=Path, required=True, help="work folder (created; reused by a rerun)")
+    ap.add_argument("-o", "--out", type=Path, help="work folder (created; reused by a rerun)")
+    ap.add_argument("--replot", type=Path, default=None, metavar="QUALITY_JSON",
+                    help="only print the tables of an earlier run's quality.json and redraw its quality.png")
     ap.add_argument("--kind", choices=("brain", "abdom"), default="brain", help="phantom dataset (abdomen: axes 0 and 2)")
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 32], help="autoencoder widths C (= d) to train")
     ap.add_argument("--budgets", type=int, nargs="+", default=[150, 300, 600, 1200, 2400],
                     help="steps per axis at which the model is scored (one training to the largest)")
     ap.add_argument("--batch-size", type=int, default=32, help="slices per training step (the demo: 32)")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (the demo: 1e-3)")
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                    help="learning-rate schedule; cosine decays to 0 at the largest budget, so it takes one budget")
     ap.add_argument("--train", type=int, default=40, help="training phantoms (the demo: 40)")
     ap.add_argument("--test", type=int, default=8, help="held-out test phantoms (the demo: 8)")
     ap.add_argument("--size", type=int, default=64, help="phantom side = slice size (the demo: 64)")
@@ -137,6 +141,13 @@ def snapshot_callback(budgets: list[int], out_dir: Path, axis: int, times: dict)
     return Snapshots()
 
 
+def width_dir(args, width: int) -> Path:
+    """The folder of one width's trainings: ``C16``, or ``C16_b16_lr0.002_cosine`` away from the defaults."""
+    extra = [f"b{args.batch_size}" if args.batch_size != 32 else "", f"lr{args.lr:g}" if args.lr != 1e-3 else "",
+             args.schedule if args.schedule != "constant" else ""]
+    return args.out / "_".join([f"C{width}"] + [e for e in extra if e])
+
+
 def train_axis(args, env: dict, width: int, axis: int) -> dict[str, float]:
     """Train one axis at ``width`` to the largest budget (snapshots on the way); returns {step: seconds}.
     Its times are recorded in ``C<width>/times_axis<axis>.json``; a finished axis is not trained again."""
@@ -149,7 +160,7 @@ def train_axis(args, env: dict, width: int, axis: int) -> dict[str, float]:
 
     if args.threads:
         set_threads(args.threads)
-    wdir = args.out / f"C{width}"
+    wdir = width_dir(args, width)
     record = wdir / f"times_axis{axis}.json"
     if record.is_file():
         return json.loads(record.read_text())
@@ -163,6 +174,7 @@ def train_axis(args, env: dict, width: int, axis: int) -> dict[str, float]:
     over += F._stores_overrides([env["stores"][axis]], env["folds"])
     over += [f"model.size={args.size}", f"name=dpa_C{width}_axis{axis}", f"model.channels={width}", "model.latent=32",
              f"optim.batch_size={args.batch_size}", f"optim.lr={args.lr}", f"optim.max_steps={top}",
+             f"optim.schedule={args.schedule}",
              f"optim.val_every={min(args.budgets)}", "optim.patience=100000", "optim.min_delta=0",
              f"loss.vgg={env['vgg']}", f"trainer.checkpoint_every={top}", "trainer.image_count=0"]
     cfg = load_config(DPATrainConfig, F.CONFIG_DIR / "demo" / "dpa.yaml", over)
@@ -218,7 +230,7 @@ def score_point(args, env: dict, width: int, step: int) -> dict:
     if args.threads:
         set_threads(args.threads)
 
-    wdir = args.out / f"C{width}"
+    wdir = width_dir(args, width)
     files = [str(wdir / "snapshots" / f"step{step:05d}_axis{a}.pt") for a in env["stores"]]
     det = wdir / "detectors" / f"step{step:05d}.yaml"
     if not det.is_file():
@@ -248,6 +260,11 @@ def plot(points: list[dict], hist: dict, path: Path, title: str) -> None:
     axes[0].set(xscale="log", xlabel="training steps per axis", ylabel="pixel AP (test set)")
     axes[1].set(xscale="log", xlabel="training wall time, all axes (s)", ylabel="pixel AP (test set)")
     axes[2].set(xscale="log", xlabel="training steps per axis", ylabel="sample ROC-AUC (test set)")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for ax in axes:
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -256,13 +273,42 @@ def plot(points: list[dict], hist: dict, path: Path, title: str) -> None:
     os.replace(tmp, path)
 
 
+def report(path: Path) -> None:
+    """Print the tables of a ``quality.json`` and draw ``quality.png`` beside it."""
+    data = json.loads(path.read_text())
+    hist, points, title = data["histogram"], data["points"], data["setting"]
+    print(f"chance: pixel AP {hist['chance_pixel']:.4f}, sample AP {hist['chance_sample']:.3f} (ROC-AUC 0.5)")
+    head = ["C", "steps/axis", "train s", "pixel AP", "best Dice", "hit rate", "sample AP", "sample AUC", "kinds > hist"]
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    print(f"| histogram | - | - | {hist['pixel_ap']:.4f} | {hist['best_dice']:.3f} | {hist['hit_rate']:.2f} | "
+          f"{hist['sample_ap']:.3f} | {hist['sample_auc']:.3f} | - |")
+    for p in points:
+        print(f"| {p['C']} | {p['steps']} | {p['wall_s']:.0f} | {p['pixel_ap']:.4f} | {p['best_dice']:.3f} | "
+              f"{p['hit_rate']:.2f} | {p['sample_ap']:.3f} | {p['sample_auc']:.3f} | {p['kinds_above_histogram']}/8 |")
+    print("\nper-kind pixel AP:")
+    print("| C | steps | " + " | ".join(KINDS) + " |\n|" + "---|" * (len(KINDS) + 2))
+    print("| histogram | - | " + " | ".join(f"{hist['per_kind'].get(k, float('nan')):.3f}" for k in KINDS) + " |")
+    for p in points:
+        print(f"| {p['C']} | {p['steps']} | " + " | ".join(f"{p['per_kind'].get(k, float('nan')):.3f}" for k in KINDS) + " |")
+    png = path.with_suffix(".png")
+    plot(points, hist, png, f"DPA quality against compute ({title})")
+    print(f"\nwrote {path} and {png}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        report(args.replot)
+        return 0
     os.environ.setdefault("MOOD_DPA_QUIET", "1")
     import torch
 
     from mood_dpa.runtime import set_threads
 
+    if args.out is None:
+        raise SystemExit("error: -o/--out is required (or --replot QUALITY_JSON)")
+    if args.schedule == "cosine" and len(set(args.budgets)) > 1:
+        raise SystemExit("error: --schedule cosine depends on the budget: give one --budgets value per run")
     if args.threads:
         set_threads(args.threads)
     if args.device is None:
@@ -288,27 +334,13 @@ def main(argv=None) -> int:
         points.append({"C": width, "steps": step, "wall_s": wall, "kinds_above_histogram": above, **res})
     dev = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{torch.get_num_threads()} CPU threads"
     title = (f"{args.kind} phantoms {args.size}^3, {args.train} train / {args.test} test subjects, batch {args.batch_size}, "
-             f"lr {args.lr:g}, {dev}")
+             f"lr {args.lr:g} {args.schedule}, {dev}")
     print(f"\nDPA quality against compute: {title}; {time.perf_counter() - start:.0f} s in all")
-    print(f"chance: pixel AP {hist['chance_pixel']:.4f}, sample AP {hist['chance_sample']:.3f} (ROC-AUC 0.5)")
-    head = ["C", "steps/axis", "train s", "pixel AP", "best Dice", "hit rate", "sample AP", "sample AUC", "kinds > hist"]
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-    print(f"| histogram | - | - | {hist['pixel_ap']:.4f} | {hist['best_dice']:.3f} | {hist['hit_rate']:.2f} | "
-          f"{hist['sample_ap']:.3f} | {hist['sample_auc']:.3f} | - |")
-    for p in points:
-        print(f"| {p['C']} | {p['steps']} | {p['wall_s']:.0f} | {p['pixel_ap']:.4f} | {p['best_dice']:.3f} | "
-              f"{p['hit_rate']:.2f} | {p['sample_ap']:.3f} | {p['sample_auc']:.3f} | {p['kinds_above_histogram']}/8 |")
-    print("\nper-kind pixel AP:")
-    print("| C | steps | " + " | ".join(KINDS) + " |\n|" + "---|" * (len(KINDS) + 2))
-    print("| histogram | - | " + " | ".join(f"{hist['per_kind'].get(k, float('nan')):.3f}" for k in KINDS) + " |")
-    for p in points:
-        print(f"| {p['C']} | {p['steps']} | " + " | ".join(f"{p['per_kind'].get(k, float('nan')):.3f}" for k in KINDS) + " |")
     from mood_dpa.atomic import write_text
 
     write_text(args.out / "quality.json", json.dumps({"setting": title, "device": dev, "args": {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "histogram": hist, "points": points}, indent=1))
-    plot(points, hist, args.out / "quality.png", f"DPA quality against compute ({title})")
-    print(f"\nwrote {args.out / 'quality.json'} and {args.out / 'quality.png'}")
+    report(args.out / "quality.json")
     return 0
 
 

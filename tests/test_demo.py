@@ -40,6 +40,22 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli):
     assert "quantile-log-tail" in ens and "member_combine" in ens and "segmenter" in ens
 
 
+def test_demo_presets_and_a_bad_one(tmp_path, cli, capsys):
+    """--preset picks a plan (long: the demo's data, every method trained to early stopping); a bad name is
+    one error line and exit 2, before anything is written."""
+    from mood_dpa.demo import PRESETS
+    from mood_dpa.fit import METHODS
+    from mood_dpa.fit import PRESETS as FIT
+
+    assert {"quick", "default", "long"} <= set(PRESETS)
+    default, long = PRESETS["default"], PRESETS["long"]
+    assert (long.train_volumes, long.test_volumes, long.size) == (default.train_volumes, default.test_volumes, default.size)
+    assert FIT[long.fit_preset].methods == METHODS and FIT[long.fit_preset].overrides == FIT["cpu"].overrides
+    assert cli(["demo", "--preset", "forever", "-o", tmp_path / "d"]) == 2
+    assert "--preset 'forever'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 def test_demo_refuses_a_foreign_non_empty_folder(tmp_path, cli):
     precious = tmp_path / "mine"
     precious.mkdir()

@@ -111,7 +111,7 @@ def test_fit_state_results_survive_json(tmp_path):
     assert np.isclose(json.loads((tmp_path / "fit_state.json").read_text())["stages"]["one"]["seconds"], 0.0, atol=1.0)
 
 
-@pytest.mark.parametrize("preset", ["quick", "demo", "cpu", "seed"])
+@pytest.mark.parametrize("preset", ["quick", "demo", "cpu", "long", "seed"])
 @pytest.mark.parametrize("kind", ["brain", "abdom"])
 def test_every_preset_names_configs_that_load_with_its_overrides(preset, kind, tmp_path):
     """fit builds each method's config from a packaged YAML plus overrides: all of them must exist and validate."""

@@ -245,3 +245,28 @@ def test_cli_train_help_and_bad_override(cli, tmp_path, capsys, monkeypatch):
                 "--set", f"run_dir={run_dir}"]) == 2
     assert "not a slice store" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_at_max_steps(tiny_stores, tmp_path):
+    """optim.schedule=cosine: lr follows lr0 * (1 + cos(pi t / T)) / 2 per step (checked by hand at every step)."""
+    import math
+
+    from lightning.pytorch.callbacks import Callback
+
+    from mood_dpa.methods.dpa.train import train_dpa
+
+    seen: list[tuple[int, float]] = []
+
+    class Record(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
+
+    cfg = _cfg(tiny_stores, tmp_path / "run", optim__schedule="cosine", optim__max_steps=12, optim__val_every=6)
+    train_dpa(cfg, callbacks=[Record()])
+    assert [s for s, _ in seen] == list(range(12))
+    for step, lr in seen:
+        assert lr == pytest.approx(2e-3 * (1 + math.cos(math.pi * step / 12)) / 2, rel=1e-9, abs=1e-15)
+    # the default stays the seed's constant rate
+    seen.clear()
+    train_dpa(_cfg(tiny_stores, tmp_path / "const", optim__max_steps=6, optim__val_every=6), callbacks=[Record()])
+    assert {lr for _, lr in seen} == {2e-3}

@@ -55,6 +55,18 @@ class Preset:
     description: str = ""
 
 
+#: The cpu preset's sizes (the demo's model shapes trained to early stopping), shared with the long preset.
+CPU_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "simclr": ("optim.epochs=20", "optim.max_steps=2000"),
+    "dpa": ("optim.max_steps=4800", "optim.val_every=200", "optim.batch_size=32", "model.channels=32",
+            "model.latent=32"),
+    "l1": ("optim.max_steps=4800", "optim.val_every=200", "optim.batch_size=32", "model.channels=32",
+           "model.latent=32"),
+    "segmenter2d": ("optim.max_steps=20000", "optim.val_every=500", "optim.patience=6"),
+    "segmenter3d": ("optim.max_steps=10000", "optim.val_every=500", "optim.patience=6"),
+}
+
+
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick", 32, 4, METHODS,
@@ -72,15 +84,19 @@ PRESETS: dict[str, Preset] = {
         description="a smoke run: tiny models, a minute or two on a CPU (numbers mean nothing)",
     ),
     "demo": Preset(
-        "demo", 64, 5, METHODS,
+        "demo", 64, 5, ("histogram", "dpa", "segmenter2d"),
         {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
          "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
         {
             "simclr": ("optim.max_steps=40", "augment.crop_size=48"),
-            "dpa": ("optim.max_steps=150", "optim.val_every=50", "optim.batch_size=32", "model.latent=32"),
-            "l1": ("optim.max_steps=150", "optim.val_every=50", "optim.batch_size=32", "model.latent=32"),
-            # the demo's ten minutes on 2 cores: 3,000 steps of the 3-D segmenter alone took 431 s
+            # the demo's ten minutes on 2 cores (benchmarks/bench_quality.py): 600 steps per axis at C=16 is
+            # ~100 s an axis with both cores and pixel AP 0.052 (150 steps: 0.028; 2,400: 0.062); a cosine
+            # schedule at twice the rate did worse (0.044); two one-thread processes gained 4 % over two threads
+            "dpa": ("optim.max_steps=600", "optim.val_every=150", "optim.batch_size=32", "model.latent=32"),
+            "l1": ("optim.max_steps=600", "optim.val_every=150", "optim.batch_size=32", "model.latent=32"),
             "segmenter2d": ("optim.max_steps=2500",),
+            # not in the demo's default methods (--method all adds it and the plain-L1 AE): 900 steps took
+            # 132 s and stayed at the histogram's level; 3,000 steps took 431 s and reached 0.072
             "segmenter3d": ("optim.max_steps=900", "optim.val_every=300"),
         },
         description="the CPU demo scale: 64^3 volumes, 64x64 slices, narrow models, about ten minutes on 2 cores",
@@ -89,18 +105,19 @@ PRESETS: dict[str, Preset] = {
         "cpu", 64, 5, ("histogram", "dpa", "segmenter2d"),
         {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
          "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
-        {
-            "simclr": ("optim.epochs=20", "optim.max_steps=2000"),
-            "dpa": ("optim.max_steps=4800", "optim.val_every=200", "optim.batch_size=32", "model.channels=32",
-                    "model.latent=32"),
-            "l1": ("optim.max_steps=4800", "optim.val_every=200", "optim.batch_size=32", "model.channels=32",
-                   "model.latent=32"),
-            "segmenter2d": ("optim.max_steps=20000", "optim.val_every=500", "optim.patience=6"),
-            "segmenter3d": ("optim.max_steps=10000", "optim.val_every=500", "optim.patience=6"),
-        },
+        CPU_OVERRIDES,
         tuning_per_volume=None,
         description="a CPU without a deadline: the demo's model shapes (64x64 slices, wider DPA) trained to early "
                     "stopping, hours on a few cores",
+    ),
+    # the demo's `--preset long`: the cpu preset's sizes for every method (the plain-L1 AE and the 3-D segmenter too)
+    "long": Preset(
+        "long", 64, 5, METHODS,
+        {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
+         "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
+        CPU_OVERRIDES,
+        tuning_per_volume=None,
+        description="every method at the cpu preset's sizes, trained to early stopping (the demo's --preset long)",
     ),
     "seed": Preset(
         "seed", 128, 10, ("histogram", "dpa", "segmenter3d"),

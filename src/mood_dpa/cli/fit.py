@@ -15,7 +15,7 @@ from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, ran
 def fit_cmd(
     data: Path = typer.Option(..., "-i", "--input", help="Folder of training volumes in MOOD form (see 'mood-dpa prepare')."),
     out: Path = typer.Option(..., "-o", "--output", help="Folder for folds, slice stores, runs, detectors and the report."),
-    preset: str = typer.Option("demo", "--preset", help="quick | demo | cpu | seed: model sizes and budgets (quick: a smoke run; demo: ten CPU minutes at 64^3; cpu: the demo's shapes trained to early stopping; seed: the MOOD-scale configs, a GPU)."),
+    preset: str = typer.Option("demo", "--preset", help="quick | demo | cpu | long | seed: model sizes and budgets (quick: a smoke run; demo: ten CPU minutes at 64^3; cpu: the demo's shapes trained to early stopping; long: cpu's sizes for every method; seed: the MOOD-scale configs, a GPU)."),
     method: Optional[str] = typer.Option(None, "--method",
                                          help="Methods to train: all, or a comma list of histogram, dpa, l1, segmenter2d, "
                                               "segmenter3d (default: the preset's)."),

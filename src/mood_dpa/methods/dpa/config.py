@@ -48,6 +48,9 @@ class LossConfig(StrictModel):
 
 class DPAOptimConfig(StrictModel):
     lr: float = Field(1e-4, gt=0)
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant: the seed's Adam at lr throughout; cosine: lr decays to 0 at max_steps "
+                                "(for a fixed, short budget, e.g. the CPU demo)")
     batch_size: int = Field(64, ge=1, description="per device")
     max_steps: int = Field(300_000, ge=1)
     val_every: int = Field(10_000, ge=1, description="validation interval in optimiser steps")

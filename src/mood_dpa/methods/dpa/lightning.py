@@ -91,8 +91,12 @@ class DPAModule(L.LightningModule):
         save_grid(self.image_dir / f"step_{self.global_step:07d}.png", *self._grid)
         self._grid = None
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.autoencoder.parameters(), lr=self.cfg.optim.lr)
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.autoencoder.parameters(), lr=self.cfg.optim.lr)
+        if self.cfg.optim.schedule == "constant":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.cfg.optim.max_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def save_grid(path: Path, x: torch.Tensor, y: torch.Tensor) -> Path:
