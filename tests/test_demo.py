@@ -5,9 +5,11 @@ import json
 from mood_dpa.data.synth import KINDS
 
 
-def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli):
+def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys):
     out = tmp_path / "demo"
     assert cli(["demo", "--quick", "-o", out, "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "Pixel AP per anomaly kind" in printed and "…" not in printed  # no number cut off in the tables
     html = (out / "report" / "report.html").read_text()
     for kind in KINDS:
         assert f"AP {kind}" in html, kind

@@ -63,7 +63,8 @@ def demo_cmd(
         per_kind.add_column(k, justify="right")
     for name, res in outcome.results.items():
         per_kind.add_row(name, *(f"{res['pixel']['per_kind'][k]['ap']:.3f}{'*' if k in res['seen'] else ''}" for k in kinds))
-    console = Console()
+    # never truncate a number: a narrow (or piped, 80-column) terminal wraps the long lines instead
+    console = Console(width=max(Console().width, 132))
     console.print(table)
     console.print(per_kind)
     typer.echo(f"demo finished in {sum(outcome.timings.values()):.0f} s; report: {outcome.report}")
