@@ -91,7 +91,8 @@ PRESETS: dict[str, Preset] = {
             "simclr": ("optim.max_steps=40", "augment.crop_size=48"),
             # the demo's ten minutes on 2 cores (benchmarks/bench_quality.py): 600 steps per axis at C=16 is
             # ~100 s an axis with both cores and pixel AP 0.052 (150 steps: 0.028; 2,400: 0.062); a cosine
-            # schedule at twice the rate did worse (0.044); two one-thread processes gained 4 % over two threads
+            # schedule at twice the rate did worse (0.044); batch 16 at 1,200 steps (same time) 0.054; two
+            # one-thread processes gained 4-24 % over two threads (BENCHMARKS.md)
             "dpa": ("optim.max_steps=600", "optim.val_every=150", "optim.batch_size=32", "model.latent=32"),
             "l1": ("optim.max_steps=600", "optim.val_every=150", "optim.batch_size=32", "model.latent=32"),
             "segmenter2d": ("optim.max_steps=2500",),
