@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--one", nargs=2, type=int, metavar=("AXIS", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not (args.setup / "setup" / "slices" / "axis_0").is_dir():
-        raise SystemExit(f"error: {args.setup}: no bench_quality.py setup/ (run bench_quality.py -o {args.setup} first)")
+        ap.error(f"{args.setup}: no bench_quality.py setup/ (run bench_quality.py -o {args.setup} first)")
     os.environ.setdefault("MOOD_DPA_QUIET", "1")
     with tempfile.TemporaryDirectory() as tmp:
         if args.one:

@@ -36,6 +36,7 @@ KINDS = ("ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The options; a missing or contradictory one is one ``error:`` line and exit 2 (argparse's rule)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("-o", "--out", type=Path, help="work folder (created; reused by a rerun)")
@@ -58,7 +59,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=1,
                     help="trainings (and scorings) run side by side in this many processes (a GPU, or 1 thread each on a CPU)")
     ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.out is None and args.replot is None:
+        ap.error("-o/--out is required (or --replot QUALITY_JSON)")
+    if args.schedule == "cosine" and len(set(args.budgets)) > 1:
+        ap.error("--schedule cosine depends on the budget: give one --budgets value per run")
+    if min(args.budgets) < 1 or min(args.widths) < 1 or args.jobs < 1:
+        ap.error("--budgets, --widths and --jobs take positive integers")
+    return args
 
 
 # ============================================================================ setup (the demo's data and fit stages)
@@ -305,10 +313,6 @@ def main(argv=None) -> int:
 
     from mood_dpa.runtime import set_threads
 
-    if args.out is None:
-        raise SystemExit("error: -o/--out is required (or --replot QUALITY_JSON)")
-    if args.schedule == "cosine" and len(set(args.budgets)) > 1:
-        raise SystemExit("error: --schedule cosine depends on the budget: give one --budgets value per run")
     if args.threads:
         set_threads(args.threads)
     if args.device is None:
