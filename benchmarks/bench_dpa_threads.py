@@ -23,19 +23,17 @@ from pathlib import Path
 
 def train_once(setup: Path, axis: int, width: int, threads: int, steps: int, run_dir: Path) -> float:
     """Train one axis for ``steps`` steps in this process; returns the seconds it took."""
-    from mood_dpa import fit as F
-    from mood_dpa.config import load_config
-    from mood_dpa.methods.dpa.config import DPATrainConfig
+    from bench_quality import demo_dpa_config  # this folder's script: the same config its sweep trains
+
     from mood_dpa.methods.dpa.train import train_dpa
     from mood_dpa.runtime import set_threads
 
     set_threads(threads)
-    over = F._common_overrides(run_dir, 0, "cpu", threads)
-    over += F._stores_overrides([setup / "setup" / "slices" / f"axis_{axis}"], setup / "setup" / "folds.csv")
-    over += ["model.size=64", f"model.channels={width}", "model.latent=32", "optim.batch_size=32",
-             f"optim.max_steps={steps}", f"optim.val_every={steps}", "trainer.image_count=0",
-             f"loss.vgg={setup / 'setup' / 'runs' / 'simclr' / 'vgg19_simclr.pt'}"]
-    cfg = load_config(DPATrainConfig, F.CONFIG_DIR / "demo" / "dpa.yaml", over)
+    env = {"stores": {axis: setup / "setup" / "slices" / f"axis_{axis}"}, "folds": setup / "setup" / "folds.csv",
+           "vgg": setup / "setup" / "runs" / "simclr" / "vgg19_simclr.pt"}
+    cfg = demo_dpa_config(env, axis, width, run_dir, seed=0, device="cpu", threads=threads,
+                          extra=["model.size=64", "optim.batch_size=32", f"optim.max_steps={steps}",
+                                 f"optim.val_every={steps}"])
     start = time.perf_counter()
     train_dpa(cfg)
     return time.perf_counter() - start

@@ -149,6 +149,19 @@ def snapshot_callback(budgets: list[int], out_dir: Path, axis: int, times: dict)
     return Snapshots()
 
 
+def demo_dpa_config(env: dict, axis: int, width: int, run_dir: Path, *, seed: int, device, threads, extra: list[str]):
+    """The demo's DPA config (``configs/demo/dpa.yaml`` as fit builds it) for one axis of the setup ``env``
+    (its stores, folds and SimCLR VGG), at width ``width``, with ``extra`` overrides last."""
+    from mood_dpa import fit as F
+    from mood_dpa.config import load_config
+    from mood_dpa.methods.dpa.config import DPATrainConfig
+
+    over = F._common_overrides(run_dir, seed, device, threads) + F._stores_overrides([env["stores"][axis]], env["folds"])
+    over += [f"name=dpa_C{width}_axis{axis}", f"model.channels={width}", "model.latent=32", f"loss.vgg={env['vgg']}",
+             "trainer.image_count=0", *extra]
+    return load_config(DPATrainConfig, F.CONFIG_DIR / "demo" / "dpa.yaml", over)
+
+
 def width_dir(args, width: int) -> Path:
     """The folder of one width's trainings: ``C16``, or ``C16_b16_lr0.002_cosine`` away from the defaults."""
     extra = [f"b{args.batch_size}" if args.batch_size != 32 else "", f"lr{args.lr:g}" if args.lr != 1e-3 else "",
@@ -159,10 +172,7 @@ def width_dir(args, width: int) -> Path:
 def train_axis(args, env: dict, width: int, axis: int) -> dict[str, float]:
     """Train one axis at ``width`` to the largest budget (snapshots on the way); returns {step: seconds}.
     Its times are recorded in ``C<width>/times_axis<axis>.json``; a finished axis is not trained again."""
-    from mood_dpa import fit as F
     from mood_dpa.atomic import write_text
-    from mood_dpa.config import load_config
-    from mood_dpa.methods.dpa.config import DPATrainConfig
     from mood_dpa.methods.dpa.train import train_dpa
     from mood_dpa.runtime import set_threads
 
@@ -178,14 +188,11 @@ def train_axis(args, env: dict, width: int, axis: int) -> dict[str, float]:
         import shutil
 
         shutil.rmtree(run_dir)  # an interrupted training of this script: start that axis again
-    over = F._common_overrides(run_dir, args.seed, args.device, args.threads)
-    over += F._stores_overrides([env["stores"][axis]], env["folds"])
-    over += [f"model.size={args.size}", f"name=dpa_C{width}_axis{axis}", f"model.channels={width}", "model.latent=32",
-             f"optim.batch_size={args.batch_size}", f"optim.lr={args.lr}", f"optim.max_steps={top}",
-             f"optim.schedule={args.schedule}",
-             f"optim.val_every={min(args.budgets)}", "optim.patience=100000", "optim.min_delta=0",
-             f"loss.vgg={env['vgg']}", f"trainer.checkpoint_every={top}", "trainer.image_count=0"]
-    cfg = load_config(DPATrainConfig, F.CONFIG_DIR / "demo" / "dpa.yaml", over)
+    cfg = demo_dpa_config(env, axis, width, run_dir, seed=args.seed, device=args.device, threads=args.threads,
+                          extra=[f"model.size={args.size}", f"optim.batch_size={args.batch_size}", f"optim.lr={args.lr}",
+                                 f"optim.max_steps={top}", f"optim.schedule={args.schedule}",
+                                 f"optim.val_every={min(args.budgets)}", "optim.patience=100000", "optim.min_delta=0",
+                                 f"trainer.checkpoint_every={top}"])
     times: dict[str, float] = {}
     print(f"  C={width} axis {axis}: training to {top} steps ...", flush=True)
     train_dpa(cfg, callbacks=[snapshot_callback(args.budgets, wdir / "snapshots", axis, times)])
@@ -349,4 +356,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mood_dpa.errors import MoodError
+
+    try:
+        sys.exit(main())
+    except MoodError as exc:  # a refused output folder, a bad volume: one line, as the CLI does
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

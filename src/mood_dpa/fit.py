@@ -55,6 +55,12 @@ class Preset:
     description: str = ""
 
 
+#: The packaged base configs of the demo-scale presets (quick, demo, cpu, long); each preset overrides sizes.
+DEMO_CONFIGS: dict[str, str] = {
+    "simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
+    "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml",
+}
+
 #: The cpu preset's sizes (the demo's model shapes trained to early stopping), shared with the long preset.
 CPU_OVERRIDES: dict[str, tuple[str, ...]] = {
     "simclr": ("optim.epochs=20", "optim.max_steps=2000"),
@@ -70,8 +76,7 @@ CPU_OVERRIDES: dict[str, tuple[str, ...]] = {
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick", 32, 4, METHODS,
-        {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
-         "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
+        DEMO_CONFIGS,
         {
             "simclr": ("model.width=0.125", "optim.max_steps=10", "augment.crop_size=32"),
             "dpa": ("model.channels=8", "model.latent=16", "model.size=32", "optim.max_steps=40", "optim.val_every=20",
@@ -85,8 +90,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "demo": Preset(
         "demo", 64, 5, ("histogram", "dpa", "segmenter2d"),
-        {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
-         "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
+        DEMO_CONFIGS,
         {
             "simclr": ("optim.max_steps=40", "augment.crop_size=48"),
             # the demo's ten minutes on 2 cores (benchmarks/bench_quality.py): 600 steps per axis at C=16 is
@@ -104,8 +108,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         "cpu", 64, 5, ("histogram", "dpa", "segmenter2d"),
-        {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
-         "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
+        DEMO_CONFIGS,
         CPU_OVERRIDES,
         tuning_per_volume=None,
         description="a CPU without a deadline: the demo's model shapes (64x64 slices, wider DPA) trained to early "
@@ -114,8 +117,7 @@ PRESETS: dict[str, Preset] = {
     # the demo's `--preset long`: the cpu preset's sizes for every method (the plain-L1 AE and the 3-D segmenter too)
     "long": Preset(
         "long", 64, 5, METHODS,
-        {"simclr": "demo/simclr.yaml", "dpa": "demo/dpa.yaml", "l1": "demo/l1.yaml",
-         "segmenter2d": "segmenter/demo_2d.yaml", "segmenter3d": "segmenter/demo_3d.yaml"},
+        DEMO_CONFIGS,
         CPU_OVERRIDES,
         tuning_per_volume=None,
         description="every method at the cpu preset's sizes, trained to early stopping (the demo's --preset long)",
