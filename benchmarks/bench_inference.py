@@ -6,7 +6,7 @@ normaliser. Weights are random (seeded): timing does not depend on them.
 
 Rows of the table, all measured in this process on the same volume:
 
-* ``mood-dpa``   : :class:`mood_dpa.inference.detector.EnsembleDetector` (kept slices resized on the
+* ``mood-dpa``   : :class:`mood_dpa.inference.detector.ShellDetector` (kept slices resized on the
   device in batches, maps placed by slice index, axes combined on the device, calibrated).
 * ``seed-style`` : the seed's pipeline shape: slice by slice, each slice resized on the CPU and run
   through the model alone (batch 1, fp32), maps up-sampled to 128^2, stacked to a 128^3 grid,
@@ -85,7 +85,7 @@ def sync(device: torch.device) -> None:
 
 def subsample_rule(step: int):
     """Make the scorer keep only every ``step``-th kept slice (benchmark-only, documented above)."""
-    import mood_dpa.inference.scorer as scorer
+    import mood_dpa.scoring.slice_inferer as scorer
     from mood_dpa.data.slices import kept_indices
 
     def kept(volume, axis, rule):
@@ -136,7 +136,8 @@ def main() -> None:
 
     from mood_dpa.data.phantoms import make_phantom, phantom_affine
     from mood_dpa.data.slices import kept_indices
-    from mood_dpa.inference.detector import EnsembleDetector
+    from mood_dpa.inference.detector import Member, ShellDetector
+    from mood_dpa.methods.dpa.scorer import axis_model
     from mood_dpa.volumes import read_volume, write_volume
 
     if args.threads:
@@ -145,7 +146,8 @@ def main() -> None:
     torch.manual_seed(0)
     models = build_models(device, args.channels, args.layer)
     kept_fn = subsample_rule(args.slice_step) if args.slice_step > 1 else kept_indices
-    det = EnsembleDetector(models, batch_size=args.batch_size, bf16=args.bf16, device=device)
+    scorers = [axis_model(m.to(device).eval(), 1.0, f"axis{k}") for k, m in enumerate(models)]
+    det = ShellDetector([Member("dpa", "dpa", scorers)], batch_size=args.batch_size, bf16=args.bf16, device=device)
     bs = det.batch_size
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-KINDS = ("ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", "patch")
+from mood_dpa.data.synth.layout import LOCAL_KINDS
+
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,19 +75,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def setup(args, log) -> dict:
     """Phantoms, folds, slice stores, tuning set, SimCLR VGG, histogram baseline; each made once."""
+    from dataclasses import replace
+
     from mood_dpa import fit as F
     from mood_dpa.data.folds import make_folds, read_folds, write_folds_csv
     from mood_dpa.data.phantoms import write_phantoms
     from mood_dpa.data.slices import SliceRule, build_store
     from mood_dpa.data.synth.layout import make_synthetic_set
+    from mood_dpa.fit.detectors import build_detector
+    from mood_dpa.fit.state import FitState, Stages
+    from mood_dpa.fit.train import FitContext, simclr_backbone
     from mood_dpa.volumes import list_volumes, volume_id
 
     out: Path = args.out
     plan = F.PRESETS["demo"]
-    state = F.FitState(out / "setup", {"kind": args.kind, "train": args.train, "test": args.test, "size": args.size,
+    state = FitState(out / "setup", {"kind": args.kind, "train": args.train, "test": args.test, "size": args.size,
                                       "seed": args.seed, "simclr_steps": args.simclr_steps,
                                       "device": args.device, "threads": args.threads})
-    stage = F.Stages(state, log)
+    stage = Stages(state, log)
     vol_dir, test_dir = out / "volumes", out / "test_volumes"
     stage("training phantoms", lambda: str(write_phantoms(args.kind, args.train, args.size, args.seed, vol_dir)[0]))
     stage("test phantoms", lambda: str(write_phantoms(args.kind, args.test, args.size, args.seed, test_dir,
@@ -100,20 +106,21 @@ def setup(args, log) -> dict:
     stores = {a: Path(stage(f"slices axis {a}", lambda a=a: str(build_store(
         vols, out / "setup" / "slices" / f"axis_{a}", a, args.size, SliceRule()).path))) for a in F.AXES[args.kind]}
     tuning = out / "setup" / "tuning"
-    stage("tuning set", lambda: len(make_synthetic_set(val_vols, tuning, list(F.TUNING_KINDS), (1, 1), args.seed + 1000,
+    stage("tuning set", lambda: len(make_synthetic_set(val_vols, tuning, list(LOCAL_KINDS), (1, 1), args.seed + 1000,
                                                        cases_per_volume=plan.tuning_per_volume, progress=False)))
     testset = out / "testset"
-    stage("test set", lambda: len(make_synthetic_set(tests, testset, list(KINDS), (1, 1), args.seed + 1, progress=False)))
-    simclr_plan = F.Preset("bench", args.size, plan.n_folds, ("dpa",), plan.configs,
-                           {"simclr": (f"optim.max_steps={args.simclr_steps}", f"augment.crop_size={min(48, args.size)}")})
-    vgg = F._simclr(stage, simclr_plan, args.kind, out / "setup", folds_csv, stores, args.seed, args.device, args.threads)
+    stage("test set", lambda: len(make_synthetic_set(tests, testset, list(LOCAL_KINDS), (1, 1), args.seed + 1, progress=False)))
+    simclr_plan = replace(plan, name="bench", slice_size=args.size,
+                          simclr_overrides=(f"optim.max_steps={args.simclr_steps}", f"augment.crop_size={min(48, args.size)}"))
+    vgg = simclr_backbone(FitContext(stage, simclr_plan, args.kind, out / "setup", folds_csv, stores, train_vols, args.seed,
+                                     args.device, args.threads))
     hist = out / "setup" / "histogram.npz"
 
     def fit_hist() -> str:
         from mood_dpa.methods.histogram.model import fit_histogram
 
         fit_histogram(train_vols, hist, seed=args.seed, progress=False)
-        return str(F._build_detector(out / "setup" / "histogram.yaml", {"histogram": [str(hist)]}, val_vols, tuning,
+        return str(build_detector(out / "setup" / "histogram.yaml", {"histogram": [str(hist)]}, val_vols, tuning,
                                      args.device, args.seed))
 
     hist_det = stage("histogram baseline", fit_hist)
@@ -152,14 +159,16 @@ def snapshot_callback(budgets: list[int], out_dir: Path, axis: int, times: dict)
 def demo_dpa_config(env: dict, axis: int, width: int, run_dir: Path, *, seed: int, device, threads, extra: list[str]):
     """The demo's DPA config (``configs/demo/dpa.yaml`` as fit builds it) for one axis of the setup ``env``
     (its stores, folds and SimCLR VGG), at width ``width``, with ``extra`` overrides last."""
-    from mood_dpa import fit as F
     from mood_dpa.config import load_config
+    from mood_dpa.fit.train import CONFIG_DIR, stores_overrides
     from mood_dpa.methods.dpa.config import DPATrainConfig
 
-    over = F._common_overrides(run_dir, seed, device, threads) + F._stores_overrides([env["stores"][axis]], env["folds"])
+    over = [f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.threads={threads if threads else 'null'}"]
+    over += [f"trainer.accelerator={device}"] if device else []
+    over += stores_overrides([env["stores"][axis]], env["folds"])
     over += [f"name=dpa_C{width}_axis{axis}", f"model.channels={width}", "model.latent=32", f"loss.vgg={env['vgg']}",
              "trainer.image_count=0", *extra]
-    return load_config(DPATrainConfig, F.CONFIG_DIR / "demo" / "dpa.yaml", over)
+    return load_config(DPATrainConfig, CONFIG_DIR / "demo" / "dpa.yaml", over)
 
 
 def width_dir(args, width: int) -> Path:
@@ -218,7 +227,7 @@ def run_all(fn, tasks: list[tuple], jobs: int) -> list:
 
 def score_detector(det_path: Path, env: dict, pred_dir: Path, device) -> dict:
     from mood_dpa.evaluation.evaluate import evaluate_folder
-    from mood_dpa.inference.detectors import load_detector
+    from mood_dpa.inference.loading import load_detector
     from mood_dpa.inference.predict import predict_folder
 
     testset = env["testset"]
@@ -239,7 +248,7 @@ def score_detector(det_path: Path, env: dict, pred_dir: Path, device) -> dict:
 
 
 def score_point(args, env: dict, width: int, step: int) -> dict:
-    from mood_dpa import fit as F
+    from mood_dpa.fit.detectors import build_detector
     from mood_dpa.runtime import set_threads
 
     if args.threads:
@@ -249,7 +258,7 @@ def score_point(args, env: dict, width: int, step: int) -> dict:
     files = [str(wdir / "snapshots" / f"step{step:05d}_axis{a}.pt") for a in env["stores"]]
     det = wdir / "detectors" / f"step{step:05d}.yaml"
     if not det.is_file():
-        F._build_detector(det, {"dpa": files}, env["val"], env["tuning"], args.device, args.seed)
+        build_detector(det, {"dpa": files}, env["val"], env["tuning"], args.device, args.seed)
     return score_detector(det, env, wdir / "predictions" / f"step{step:05d}", args.device)
 
 
@@ -301,10 +310,10 @@ def report(path: Path) -> None:
         print(f"| {p['C']} | {p['steps']} | {p['wall_s']:.0f} | {p['pixel_ap']:.4f} | {p['best_dice']:.3f} | "
               f"{p['hit_rate']:.2f} | {p['sample_ap']:.3f} | {p['sample_auc']:.3f} | {p['kinds_above_histogram']}/8 |")
     print("\nper-kind pixel AP:")
-    print("| C | steps | " + " | ".join(KINDS) + " |\n|" + "---|" * (len(KINDS) + 2))
-    print("| histogram | - | " + " | ".join(f"{hist['per_kind'].get(k, float('nan')):.3f}" for k in KINDS) + " |")
+    print("| C | steps | " + " | ".join(LOCAL_KINDS) + " |\n|" + "---|" * (len(LOCAL_KINDS) + 2))
+    print("| histogram | - | " + " | ".join(f"{hist['per_kind'].get(k, float('nan')):.3f}" for k in LOCAL_KINDS) + " |")
     for p in points:
-        print(f"| {p['C']} | {p['steps']} | " + " | ".join(f"{p['per_kind'].get(k, float('nan')):.3f}" for k in KINDS) + " |")
+        print(f"| {p['C']} | {p['steps']} | " + " | ".join(f"{p['per_kind'].get(k, float('nan')):.3f}" for k in LOCAL_KINDS) + " |")
     png = path.with_suffix(".png")
     plot(points, hist, png, f"DPA quality against compute ({title})")
     print(f"\nwrote {path} and {png}")
@@ -341,7 +350,7 @@ def main(argv=None) -> int:
     points = []
     for (_, _, width, step), res in zip(todo, results):
         wall = sum(times[(width, a)][str(step)] for a in axes)
-        above = sum(res["per_kind"].get(k, 0) > hist["per_kind"].get(k, 0) for k in KINDS)
+        above = sum(res["per_kind"].get(k, 0) > hist["per_kind"].get(k, 0) for k in LOCAL_KINDS)
         points.append({"C": width, "steps": step, "wall_s": wall, "kinds_above_histogram": above, **res})
     dev = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{torch.get_num_threads()} CPU threads"
     title = (f"{args.kind} phantoms {args.size}^3, {args.train} train / {args.test} test subjects, batch {args.batch_size}, "

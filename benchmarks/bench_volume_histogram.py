@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from mood_dpa.data.phantoms import make_phantom
 from mood_dpa.evaluation.metrics import average_precision, roc_auc
-from mood_dpa.methods.volume_histogram import VolumeHistogramDetector
+from mood_dpa.methods.volume_histogram.model import VolumeHistogramDetector
 
 
 def on_foreground(vol: np.ndarray, change) -> np.ndarray:

@@ -34,6 +34,16 @@ def blob_volume(shape=(24, 24, 24), seed: int = 0) -> np.ndarray:
     return vol.astype(np.float32)
 
 
+def fit_baseline(paths, out, *, calibration_volumes: int = 16, seed: int = 0, progress: bool = False, **options):
+    """``mood-dpa baseline fit`` in Python: the histogram density, then its lone-file calibration; returns the model."""
+    from mood_dpa.inference.tuning import calibrate_model_file
+    from mood_dpa.methods.histogram.model import HistogramModel, fit_histogram
+
+    fit_histogram(paths, out, progress=progress, **options)
+    calibrate_model_file(out, list(paths), seed=seed, calibration_volumes=calibration_volumes, progress=progress)
+    return HistogramModel.load(out)
+
+
 @pytest.fixture
 def cli():
     return run_cli

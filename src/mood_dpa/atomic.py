@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .ownership import MARKER, MARKER_TEXT, foreign_entries, is_ours
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -64,57 +66,63 @@ def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:
 def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``dest``; on success it replaces ``dest`` whole.
 
-    The new folder carries the marker of mood_dpa.outputs. An existing ``dest`` with that marker (one we
-    made) is moved aside first and removed only after the rename succeeded. An existing ``dest`` without
-    it is never deleted: the new entries are moved into it one by one, replacing only same-named entries
-    (the caller has checked with mood_dpa.outputs.prepare_output_dir that this was asked for).
+    The new folder carries the marker of :mod:`mood_dpa.ownership`. An existing ``dest`` with that marker
+    (one we made) is moved aside first and removed only after the rename succeeded. An existing ``dest``
+    without it is never deleted: the new entries are merged into it (:func:`merge_into`), replacing only
+    same-named files (the caller has checked with mood_dpa.outputs.prepare_output_dir that this was asked for).
     """
-    from .outputs import MARKER, is_ours
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(dest), suffix=".tmp", dir=dest.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        (tmp / MARKER).write_text("made by mood-dpa; mood-dpa may replace this folder\n")
+        (tmp / MARKER).write_text(MARKER_TEXT)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if dest.is_dir() and not is_ours(dest):
-        _merge_into(tmp, dest)
+        try:
+            merge_into(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return
+    _swap_in(tmp, dest)
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Rename ``new`` onto ``dest``; an existing ``dest`` is set aside first and removed after the rename."""
     old = None
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         old = Path(tempfile.mkdtemp(prefix=_prefix(dest), suffix=".old", dir=dest.parent))
         os.rmdir(old)
         os.replace(dest, old)
-    os.replace(tmp, dest)
+    os.replace(new, dest)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
-def _merge_into(tmp: Path, dest: Path) -> None:
-    """Move every entry of ``tmp`` into ``dest`` (same-named entries replaced), then remove ``tmp``.
+def merge_into(src: Path, dest: Path) -> None:
+    """Move every entry of ``src`` into the folder ``dest``, keeping everything of ``dest`` that ``src`` lacks.
 
-    The marker goes along only when ``dest`` holds nothing else: a folder with someone else's files
-    must never become replaceable whole.
+    Files replace same-named files. A sub-folder replaces a same-named sub-folder whole only when that
+    one is ours (it carries the marker); otherwise the two are merged the same way, one level down, so
+    ``--overwrite`` never deletes a file mood-dpa did not write. The marker goes along only when ``dest``
+    holds nothing else: a folder with someone else's files must never become replaceable whole.
     """
-    from .outputs import MARKER, _foreign_entries
-
-    keep_unmarked = bool(_foreign_entries(dest))
-    try:
-        for entry in sorted(tmp.iterdir()):
-            if entry.name == MARKER and keep_unmarked:
-                continue
-            target = dest / entry.name
+    keep_unmarked = bool(foreign_entries(dest))
+    for entry in sorted(src.iterdir()):
+        if entry.name == MARKER and keep_unmarked:
+            continue
+        target = dest / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink() and not is_ours(target):
+            merge_into(entry, target)
+        elif entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+            _swap_in(entry, target)
+        else:
             if target.is_dir() and not target.is_symlink():
-                aside = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".old", dir=dest))
-                os.rmdir(aside)
-                os.replace(target, aside)
-                os.replace(entry, target)
-                shutil.rmtree(aside, ignore_errors=True)
-            else:
-                os.replace(entry, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                raise OSError(f"{target}: is a folder; it is not replaced by a file")
+            os.replace(entry, target)

@@ -15,15 +15,30 @@ Every step is seeded, so the same seed gives the same report numbers on the same
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .atomic import write_text
+from .data.mood import TASKS
+from .data.phantoms import write_phantoms
+from .data.synth.layout import LOCAL_KINDS, make_synthetic_set, read_manifest
 from .errors import MoodError
+from .evaluation.evaluate import evaluate_folder
+from .evaluation.report import Figure, MethodResult, Report, write_report
+from .fit import PRESETS as FIT_PRESETS
+from .fit import run_fit
+from .inference.loading import load_detector, seen_kinds
+from .inference.predict import predict_folder
+from .methods.registry import recipes
+from .viz import show_volume
+from .volumes import read_volume
 
-#: Kinds of the evaluation set: the local kinds of ``mood-dpa synth``.
-KINDS = ("ellipsoid", "uniform", "noise", "sink", "source", "shift", "reflect", "patch")
+#: The name and note of the cross-method detector in the report (the others come from the registry's recipes).
+ENSEMBLE = ("Ensemble", "the cross-method detector: calibrated maps of the DPA, the segmenters and the histogram "
+                        "baseline combined by the rule chosen on the tuning set.")
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,7 @@ class DemoPlan:
     test_volumes: int
     size: int
     fit_preset: str
-    kinds: tuple[str, ...] = KINDS
+    kinds: tuple[str, ...] = LOCAL_KINDS
     figures_per_kind: int = 1
 
 
@@ -44,10 +59,6 @@ PRESETS = {
     "default": DemoPlan(train_volumes=40, test_volumes=8, size=64, fit_preset="demo"),
     "long": DemoPlan(train_volumes=40, test_volumes=8, size=64, fit_preset="long"),
 }
-
-#: Report names of the detectors fit writes.
-DISPLAY = {"dpa": "DPA", "l1": "L1-AE", "histogram": "Histogram baseline", "segmenter2d": "Segmenter 2-D",
-           "segmenter3d": "Segmenter 3-D", "ensemble": "Ensemble"}
 
 
 @dataclass
@@ -58,13 +69,9 @@ class DemoOutcome:
     timings: dict = field(default_factory=dict)
 
 
-def seen_kinds(method: str) -> tuple[str, ...]:
-    """The evaluation kinds whose family ``method`` synthesised during training (none for normal-only models)."""
-    if method.startswith("segmenter") or method == "ensemble":
-        from .methods.segmenter.anomalies import SEEN_KINDS
-
-        return tuple(SEEN_KINDS)
-    return ()
+def display_name(method: str) -> str:
+    """The report's name of a detector fit wrote (its recipe's display name; ``ensemble``: the cross-method one)."""
+    return ENSEMBLE[0] if method == "ensemble" else recipes()[method][1].display if method in recipes() else method
 
 
 def _timed(timings: dict, log: Callable[[str], None], name: str, fn, *args, **kwargs):
@@ -77,18 +84,12 @@ def _timed(timings: dict, log: Callable[[str], None], name: str, fn, *args, **kw
 
 
 def _evaluate(pred_root: Path, valset: Path, manifest: Path, unseen: Sequence[str]) -> dict:
-    from .evaluation.evaluate import evaluate_folder
-
     return {task: evaluate_folder(pred_root, valset / "toy_label", task, manifest=manifest, on_warning=None,
                                   progress=False, groups={"unseen": list(unseen)})
-            for task in ("pixel", "sample")}
+            for task in TASKS}
 
 
 def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: Path, per_kind: int, method: str) -> list:
-    from .evaluation.report import Figure
-    from .viz import show_volume
-    from .volumes import read_volume
-
     figures = []
     seen: dict[str, int] = {}
     for row in manifest_rows:
@@ -111,14 +112,6 @@ def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: 
 def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: str | None = None,
              log: Callable[[str], None] = print, threads: int | None = None, kind: str = "brain") -> DemoOutcome:
     """Run the whole pipeline into ``out`` and return where the report is and what it found."""
-    from .data.phantoms import write_phantoms
-    from .data.synth.layout import make_synthetic_set, read_manifest
-    from .evaluation.report import MethodResult, Report, write_report
-    from .fit import PRESETS as FIT_PRESETS
-    from .fit import run_fit
-    from .inference.detectors import load_detector
-    from .inference.predict import predict_folder
-
     if preset not in PRESETS:
         raise MoodError(f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
     plan = PRESETS[preset]
@@ -147,23 +140,23 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
         detectors["ensemble"] = fit.detector
     methods, figures, results = [], [], {}
     for method, det_path in detectors.items():
-        name = DISPLAY.get(method, method)
+        name = display_name(method)
         pred_root = out / "predictions" / method
         det = load_detector(det_path, device=device)
         summary = _timed(timings, log, f"predict {name}", predict_folder, det, valset / "toy", pred_root, "both",
                          progress=False, on_error=log)
         if not summary.ok:
             raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
-        seen = seen_kinds(method)
+        seen = seen_kinds(det_path)
         res = _evaluate(pred_root, valset, manifest, [k for k in plan.kinds if k not in seen])
         px, sm = res["pixel"], res["sample"]
-        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, _note(method, fit.out),
+        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, _note(method),
                                     seen_kinds=frozenset(seen)))
         results[name] = {"pixel": px.to_dict(), "sample": sm.to_dict(), "seen": list(seen),
                          "unseen_pixel_ap": px.per_group["unseen"]["ap"]}
     best = sorted(methods, key=lambda m: -m.pixel.per_group["unseen"]["ap"])[:2]
     for m in best + [m for m in methods if m.name == "DPA" and m not in best]:
-        key = next(k for k, v in DISPLAY.items() if v == m.name) if m.name in DISPLAY.values() else m.name
+        key = next(k for k in detectors if display_name(k) == m.name)
         figures += _figures(valset, manifest_rows, out / "predictions" / key, out / "figures" / key,
                             plan.figures_per_kind, m.name)
 
@@ -178,24 +171,12 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     }
     report = Report("mood-dpa demo report", methods, figures, facts, timings)
     path = write_report(report, out / "report")
-    from .atomic import write_text
-
     write_text(out / "results.json", json.dumps({"plan": asdict(plan), "results": results, "timings": timings}, indent=1))
     return DemoOutcome(out, path, results, timings)
 
 
-def _note(method: str, fit_out: Path) -> str:
-    notes = {
-        "dpa": "one residual autoencoder per axis trained with the relative perceptual L1 on a SimCLR-pretrained VGG19.",
-        "l1": "the same autoencoders trained with a plain pixel L1 loss; score = |x - reconstruction| (the reference).",
-        "histogram": "non-learned: rarity of each voxel's intensity under the training intensity histogram, smoothed.",
-        "segmenter2d": "a 2-D U-Net (one model, slices of every axis) trained to segment anomalies it synthesises on "
-                       "normal slices (foreign patches, Poisson blends, intensity and texture changes).",
-        "segmenter3d": "a 3-D U-Net on patches trained like the 2-D segmenter; sliding-window inference.",
-        "ensemble": "the cross-method detector: calibrated maps of the DPA, the segmenters and the histogram baseline "
-                    "combined by the rule chosen on the tuning set.",
-    }
-    return notes.get(method, "")
+def _note(method: str) -> str:
+    return ENSEMBLE[1] if method == "ensemble" else recipes()[method][1].note if method in recipes() else ""
 
 
 MARKER = ".mood-dpa-demo"
@@ -207,8 +188,6 @@ DEMO_FOLDERS = ("volumes", "test_volumes", "fit", "valset", "predictions", "figu
 
 def _prepare_output(out: Path) -> Path:
     """Use ``out`` for a demo run: a new or empty folder, or one an earlier demo run made (its parts are replaced)."""
-    import shutil
-
     if out.exists() and not out.is_dir():
         raise MoodError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():

@@ -5,7 +5,10 @@ One place decides whether a command may write to its output, before any work sta
 - an existing, non-empty output folder without the tool's marker file (``.mood-dpa``) is refused unless
   ``--overwrite``; with ``--overwrite`` the command writes its entries into it and keeps everything else
   (a folder without the marker is never deleted, see :func:`mood_dpa.atomic.atomic_dir`);
-- input and output that are the same folder, or one inside the other, are refused;
+- an existing output FILE that mood-dpa did not write (:func:`mood_dpa.ownership.written_by_us`) is
+  refused unless ``--overwrite``; after writing, the command claims it (:func:`claim_output_file`);
+- input and output that are the same, or one inside the other, are refused (a file output inside an
+  input folder too);
 - the output must be writable: a probe file is created and removed (a clear error, not a PermissionError
   traceback after the work is done); a read-only folder is never replaced;
 - our own stale temporary files (``.NAME.<pid>-XXXXXXXX.tmp`` from :mod:`mood_dpa.atomic`, left by
@@ -16,20 +19,16 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable
 
 from .errors import MoodError
+from .ownership import MARKER, TEMP, claim_file, foreign_entries, is_ours, mark_folder, written_by_us
 
-#: The file that says "mood-dpa made this folder": only such a folder may be replaced whole.
-MARKER = ".mood-dpa"
-#: Hidden entries of our own that do not make a folder "not empty" (marker, run-script work folders, temps).
-_OURS = re.compile(r"^\.mood-dpa(-demo)?$|^\.mood-dpa-(work|probe)\.")
-#: A temporary or set-aside name made by mood_dpa.atomic: .NAME.[PID-]XXXXXXXX.tmp|old[.nii[.gz]]
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[A-Za-z0-9_]{8}\.(?:tmp|old)(?:\.nii|\.nii\.gz)?$")
+__all__ = ["MARKER", "is_ours", "check_separate", "check_writable", "remove_stale_temps", "prepare_output_dir",
+           "mark_output_dir", "prepare_output_file", "claim_output_file"]
 
 
 def _abs(path: str | os.PathLike) -> Path:
@@ -54,11 +53,10 @@ def check_separate(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | 
         i = _real(inp)
         if o == i:
             raise MoodError(f"{out}: the output is the input {inp}; choose another output")
-        if not out_is_dir:
-            continue
         if Path(inp).is_dir() and _inside(o, i):
-            raise MoodError(f"{out}: the output folder lies inside the input folder {inp}; choose an output outside it")
-        if _inside(i, o):
+            what = "the output folder" if out_is_dir else "the output file"
+            raise MoodError(f"{out}: {what} lies inside the input folder {inp}; choose an output outside it")
+        if out_is_dir and _inside(i, o):
             raise MoodError(f"{out}: the output folder contains the input {inp}; choose an output that does not hold the input")
 
 
@@ -108,7 +106,7 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
     except OSError:
         return removed
     for p in entries:
-        m = _TEMP.match(p.name)
+        m = TEMP.match(p.name)
         if not m or (name is not None and m.group("name") != name):
             continue
         pid = m.group("pid")
@@ -123,17 +121,6 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
         except OSError:
             pass
     return removed
-
-
-def is_ours(folder: str | os.PathLike) -> bool:
-    """True when the folder carries the marker of a mood-dpa output."""
-    folder = Path(folder)
-    return (folder / MARKER).is_file() or (folder / ".mood-dpa-demo").is_file()
-
-
-def _foreign_entries(folder: Path) -> list[str]:
-    """Entries that are not ours: anything but the marker, run-script work folders and our temporaries."""
-    return sorted(p.name for p in folder.iterdir() if not (_OURS.search(p.name) or _TEMP.match(p.name)))
 
 
 def prepare_output_dir(
@@ -152,7 +139,7 @@ def prepare_output_dir(
         raise MoodError(f"{out}: exists and is not a folder")
     check_separate(out, inputs)
     if out.is_dir():
-        foreign = _foreign_entries(out)
+        foreign = foreign_entries(out)
         if foreign and not is_ours(out) and not overwrite:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise MoodError(
@@ -172,25 +159,31 @@ def mark_output_dir(out: str | os.PathLike) -> Path:
     """Create the output folder (if needed) and mark it as ours unless it holds other files; call when writing starts."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    marker = out / MARKER
     # a folder holding files of someone else (written into with --overwrite) is never marked: the
     # marker would let a later command replace it whole
-    if not marker.exists() and not _foreign_entries(out):
-        try:
-            marker.write_text("made by mood-dpa; mood-dpa may replace this folder\n")
-        except FileExistsError:  # another rank wrote it first
-            pass
+    mark_folder(out)
     return out
 
 
-def prepare_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
-    """Check an output file before any work: not a folder, not an input, its folder writable; our stale temps removed."""
+def prepare_output_file(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), overwrite: bool = False,
+                        option: str = "--overwrite") -> Path:
+    """Check an output file before any work: not a folder, not an input nor inside an input folder, not a
+    file of someone else's (unless ``overwrite``), its folder writable; our stale temporaries removed."""
     out = Path(out)
     if out.is_dir():
         raise MoodError(f"{out}: is a folder; give a file name")
     check_separate(out, inputs, out_is_dir=False)
     if out.exists() and not os.access(out, os.W_OK):
         raise MoodError(f"{out}: file is read-only; it is not replaced")
+    if (out.exists() or out.is_symlink()) and not overwrite and not written_by_us(out):
+        raise MoodError(f"{out}: file exists and was not written by mood-dpa (or was changed since); "
+                        f"choose another output or pass {option} to replace it")
     check_writable(out.parent, what=str(out))
     remove_stale_temps(out.parent, name=out.name)
     return out
+
+
+def claim_output_file(out: str | os.PathLike) -> Path:
+    """Record a just-written output file as ours, so that a later run may replace it without ``--overwrite``."""
+    claim_file(out)
+    return Path(out)

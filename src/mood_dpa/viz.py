@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import MoodError
 
 # (fixed axis, name); each panel shows the other two axes with the higher one pointing up
@@ -68,10 +69,9 @@ def show_volume(
     range, ``mask`` (same shape, > 0.5 is inside) as a red contour, and ``scores`` (same shape)
     as a semi-transparent heat map with a colour bar. Returns the PNG path.
     """
+    # heavy: matplotlib only when drawing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .atomic import atomic_path
 
     vol = _as_3d("volume", volume)
     msk = None if mask is None else _as_3d("mask", mask)
@@ -94,7 +94,7 @@ def show_volume(
         hi = lo + 1.0
     norm = None
     if scr is not None and log_scores:
-        from matplotlib.colors import LogNorm
+        from matplotlib.colors import LogNorm  # heavy: matplotlib
 
         if scr.min() < 0.0 or scr.max() > 1.0:
             raise MoodError("log_scores needs scores in [0, 1] (calibrated predictions)")

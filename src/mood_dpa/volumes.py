@@ -10,6 +10,7 @@ import gzip
 import os
 import re
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -201,8 +202,6 @@ def iter_volumes(paths: Sequence[str | os.PathLike], prefetch: int = 2) -> Itera
     A file that fails to read yields its MoodError instead of a Volume, so a caller
     can report it and go on with the others.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     def load(p: Path) -> "Volume | MoodError":
         try:
             return read_volume(p)

@@ -1,4 +1,4 @@
-"""The typer application every command module registers on."""
+"""The typer application every command module registers on (it imports nothing heavy: start-up time)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .. import __version__
 
 app = typer.Typer(
     name="mood-dpa",
-    help="Find what is unusual in 3-D medical scans: Deep Perceptual Autoencoders, MOOD-challenge compatible.",
+    help="Find what is unusual in 3-D medical scans without being shown an anomaly: self-supervised anomaly segmenters (2-D and 3-D), the Deep Perceptual Autoencoder and intensity-histogram baselines, one calibrated detector, the exact MOOD evaluator.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

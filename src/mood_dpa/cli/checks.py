@@ -1,18 +1,35 @@
 """Options and checks shared by the commands: --overwrite, --threads, --no-range-check, numeric ranges.
 
 Each command calls these at its entry, before any work, so that a bad request ends in one ``error:``
-line with nothing changed on disk (the checks themselves live in mood_dpa.outputs / runtime / volumes).
+line with nothing changed on disk (the checks themselves live in mood_dpa.outputs / runtime / volumes, imported
+inside the functions for the start-up time of ``mood-dpa --help``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from ..errors import MoodError
-from ..runtime import THREADS_OPTION, set_threads  # noqa: F401  re-exported for the command modules
+from ..runtime import check_device, check_seed, check_threads, set_threads  # noqa: F401  set_threads: for the commands
+
+#: The ``--threads`` option of every compute command (checked while the command line is read).
+THREADS_OPTION = typer.Option(
+    None, "--threads", callback=lambda value: check_threads(value),
+    help="CPU threads for this command (default: OMP_NUM_THREADS / MKL_NUM_THREADS when set, else every core).",
+)
+
+
+def seed_option(help: str, default: int = 0) -> Any:
+    """``--seed``: a whole number from 0 to 2^32 - 1, checked while the command line is read (one error line)."""
+    return typer.Option(default, "--seed", help=help, callback=lambda value: check_seed(value))
+
+
+def device_option(help: str, *, index: bool = True) -> Any:
+    """``--device``: checked (and ``gpu`` read as ``cuda``) while the command line is read, before any work."""
+    return typer.Option(None, "--device", help=help, callback=lambda value: check_device(value, index=index))
 
 OVERWRITE_OPTION = typer.Option(
     False, "--overwrite", help="Write into an existing folder that mood-dpa did not make (its other files are kept)."

@@ -1,6 +1,6 @@
 """``mood-dpa prepare`` (raw scans -> the MOOD form) and ``mood-dpa restore`` (score maps -> the raw grid).
 
-numpy, scipy and nibabel are imported inside the commands so that ``mood-dpa --help`` stays fast.
+numpy, scipy and nibabel are imported inside the commands (start-up time: ``mood-dpa --help`` stays fast).
 """
 
 from __future__ import annotations

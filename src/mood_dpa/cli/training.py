@@ -1,4 +1,8 @@
-"""``mood-dpa pretrain CONFIG`` (SimCLR VGG19) and ``mood-dpa train CONFIG`` (any method, by the YAML's ``method:``)."""
+"""Commands that train or fit models: ``pretrain`` (SimCLR VGG19), ``train`` (any method, by the YAML's ``method:``),
+``baseline fit`` / ``baseline fit-volume`` (the non-learned references).
+
+Library modules are imported inside the commands (start-up time: ``mood-dpa --help`` must not load torch).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .checks import OVERWRITE_OPTION, THREADS_OPTION, set_threads
+from ..errors import MoodError
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, seed_option, set_threads
+
+baseline_app = typer.Typer(help="Non-learned reference detectors: the voxel intensity histogram (fit) and the sample-level volume histogram (fit-volume).", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
 
 _SET = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
                     help="Override a config field, e.g. --set optim.lr=2e-4 --set data.fold=1. Repeatable.")
@@ -74,7 +82,6 @@ def pretrain(
 def _method_of(config: Path) -> str:
     """The YAML's top-level ``method:`` (default ``dpa``: configs written before methods existed have none)."""
     from ..config import read_yaml
-    from ..errors import MoodError
     from ..methods.registry import DEFAULT_METHOD
 
     if not config.is_file():
@@ -101,10 +108,8 @@ def train(
     """
     import json
 
-    from ..errors import MoodError
-    from ..methods.registry import method_by_name
-
     from ..config import load_config
+    from ..methods.registry import method_by_name
 
     entry = method_by_name(_method_of(config))
     if entry.train is None or entry.config is None:
@@ -118,3 +123,87 @@ def train(
         best = s.get("best_val_loss")
         best_txt = f"{best:.4f}" if isinstance(best, float) else "n/a"
         typer.echo(f"train ({entry.name}): {s['steps']} steps, best val loss {best_txt} at step {s['best_step']}, model written to {out}")
+
+
+def _training_volumes(inputs: Path, folds: Optional[Path], fold: int) -> list:
+    """The volumes of ``inputs`` (one id each), less the validation fold when ``--folds`` is given."""
+    from ..data.folds import paths_of_split
+    from ..volumes import check_volume_ids, list_volumes
+
+    paths = list_volumes(inputs)
+    check_volume_ids(paths)
+    if folds is not None:
+        paths = paths_of_split(paths, folds, fold, "train")
+        if not paths:
+            raise MoodError(f"{folds}: every volume of {inputs} is in fold {fold}; nothing to fit on")
+    return paths
+
+
+@baseline_app.command("fit")
+def baseline_fit(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of healthy training volumes."),
+    out: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz)."),
+    folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: train on the volumes NOT in --fold."),
+    fold: int = typer.Option(0, "--fold", help="Validation fold left out when --folds is given."),
+    bins: int = typer.Option(256, "--bins", help="Intensity histogram bins over [0,1]."),
+    sigma: float = typer.Option(1.0, "--sigma", help="Spatial smoothing of the voxel scores (voxels)."),
+    seed: int = seed_option("Seed (choice of the calibration volumes and voxels)."),
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
+) -> None:
+    """Fit the intensity-histogram baseline on healthy volumes, and the shared shell's calibration on them."""
+    from ..inference.tuning import calibrate_model_file
+    from ..methods.histogram.model import fit_histogram
+    from ..outputs import claim_output_file, prepare_output_file
+
+    if not str(out).endswith(".npz"):
+        raise MoodError(f"{out}: the baseline model file must end in .npz")
+    if bins < 2:
+        raise MoodError(f"--bins must be at least 2, got {bins}")
+    check_number("--sigma", sigma, low=0.0)
+    prepare_output_file(out, inputs=[inputs, folds], overwrite=overwrite)
+    set_threads(threads)
+    range_check(no_range_check)
+    paths = _training_volumes(inputs, folds, fold)
+    fit_histogram(paths, out, bins=bins, sigma=sigma)
+    calibrate_model_file(out, paths, seed=seed)
+    claim_output_file(out)
+    typer.echo(f"fitted the histogram baseline on {len(paths)} volumes; wrote {out}")
+
+
+@baseline_app.command("fit-volume")
+def baseline_fit_volume(
+    inputs: Path = typer.Option(..., "-i", "--input", help="Folder of healthy training volumes."),
+    out: Path = typer.Option(..., "-o", "--output", help="Model file to write (.npz, detector volume-histogram)."),
+    folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: fit on the volumes NOT in --fold."),
+    fold: int = typer.Option(0, "--fold", help="Validation fold left out when --folds is given."),
+    bins: int = typer.Option(128, "--bins", help="Foreground intensity histogram bins over [0,1] (at least 8)."),
+    k: int = typer.Option(5, "--k", help="Nearest training volumes averaged (at most the number of volumes - 1)."),
+    fraction_weight: float = typer.Option(1.0, "--fraction-weight", help="Weight of the foreground-fraction part (0 = left out)."),
+    noise_weight: float = typer.Option(1.0, "--noise-weight", help="Weight of the noise-floor part (0 = left out)."),
+    combination: str = typer.Option("max", "--combination", help="How the parts combine: max (each over its normal maximum) or sum."),
+    seed: int = seed_option("Recorded in the file (the fit itself is deterministic)."),
+    overwrite: bool = OVERWRITE_OPTION,
+    threads: int = THREADS_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
+) -> None:
+    """Fit the SAMPLE-LEVEL volume-histogram detector on healthy volumes (how far a volume's intensity profile is from its nearest training volumes).
+
+    It gives one score per volume and no voxel map: predict with it alone (--task sample), or add it to a detector with `mood-dpa ensemble ... volhist.npz`, where `calibrate --val` chooses how its score joins the map-based sample score."""
+    from ..methods.volume_histogram.model import COMBINATIONS, VolumeHistogramDetector
+    from ..outputs import claim_output_file, prepare_output_file
+
+    if not str(out).endswith(".npz"):
+        raise MoodError(f"{out}: the volume-histogram model file must end in .npz")
+    if combination not in COMBINATIONS:
+        raise MoodError(f"--combination {combination!r}: expected {' or '.join(COMBINATIONS)}")
+    prepare_output_file(out, inputs=[inputs, folds], overwrite=overwrite)
+    set_threads(threads)
+    range_check(no_range_check)
+    paths = _training_volumes(inputs, folds, fold)
+    det = VolumeHistogramDetector.fit(paths, bins=bins, k=k, fraction_weight=fraction_weight, noise_weight=noise_weight,
+                                      combination=combination, seed=seed)
+    det.save(out)
+    claim_output_file(out)
+    typer.echo(f"fitted the volume-histogram detector on {len(paths)} volumes (k={det.k}, {combination}); wrote {out}")

@@ -20,7 +20,7 @@ Rules (MOOD_PROTOCOL.md, followed to the letter):
 - A NaN prediction is an error naming the file.
 - Provenance: when the prediction folder holds ``.mood-dpa-predict.json`` (written by ``predict``), the
   result names the detector (``detector`` in the JSON) and a warning says so when the label set
-  overlaps the set the detector was tuned on (:func:`mood_dpa.inference.record.tuning_warning`).
+  overlaps the set the detector was tuned on (:func:`mood_dpa.data.provenance.tuning_warning`).
 
 The pooled pixel AP is exact and streaming: each case adds a count histogram over the 15,361 float16
 codes in [0, 1] (``metrics``), so memory does not grow with the number of voxels; the per-case
@@ -46,6 +46,21 @@ import numpy as np
 
 from ..atomic import write_text
 from ..errors import MoodError
+from ..data.mood import (
+    NORMAL_KIND,
+    find_manifest,
+    TASKS,
+    case_name,
+    list_label_files,
+    read_label_volume,
+    read_manifest,
+    read_prediction_volume,
+    read_sample_label,
+    read_sample_prediction,
+    resolve_label_dir,
+)
+from ..data.provenance import tuning_warning
+from ..data.synth.layout import kind_scope
 from ..progress import track
 from .metrics import (
     N_CODES,
@@ -58,8 +73,6 @@ from .metrics import (
     roc_auc,
 )
 
-TASKS = ("pixel", "sample")
-NORMAL_KIND = "normal"
 
 
 @dataclass
@@ -134,76 +147,6 @@ def _stderr_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def case_name(file_name: str) -> str:
-    """``toy_0.nii.gz`` / ``toy_0.nii.gz.txt`` -> ``toy_0`` (the manifest's case column)."""
-    name = file_name
-    for suffix in (".txt", ".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
-
-
-def resolve_label_dir(labels: str | os.PathLike, task: str) -> Path:
-    """Accept the task folder itself, its parent (``toy_label``) or the set's root (``OUT``)."""
-    labels = Path(labels)
-    for cand in (labels / task, labels / "toy_label" / task):
-        if cand.is_dir():
-            return cand
-    if not labels.is_dir():
-        raise MoodError(f"{labels}: no such label folder")
-    return labels
-
-
-def list_label_files(label_dir: Path, task: str) -> list[Path]:
-    if task == "pixel":
-        files = [p for p in label_dir.iterdir() if p.is_file() and p.name.endswith((".nii.gz", ".nii")) and not p.name.startswith(".")]
-    else:
-        files = [p for p in label_dir.iterdir() if p.is_file() and p.name.endswith(".txt") and not p.name.startswith(".")]
-    if not files:
-        kind = "NIfTI label volumes" if task == "pixel" else "*.txt sample labels"
-        raise MoodError(f"{label_dir}: no {kind} in this folder")
-    return sorted(files)
-
-
-# ---------------------------------------------------------------- reading (pixel)
-
-
-def read_label_volume(path: Path) -> tuple[np.ndarray, tuple]:
-    """Label rounded and clipped to {0,1}, as bool (raises MoodError when unreadable)."""
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-        raw = np.asanyarray(img.dataobj)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad label file
-        raise MoodError(f"{path}: cannot read label volume ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    check_binary_labels(raw, path)
-    return raw >= 1, raw.shape
-
-
-def check_binary_labels(raw: np.ndarray, path: Path) -> None:
-    """Labels must be 0 or 1: an image folder given as labels would otherwise be rounded into a plausible AP."""
-    if raw.dtype == bool:
-        return
-    if np.issubdtype(raw.dtype, np.floating) and np.isnan(raw).any():
-        raise MoodError(f"{path}: label volume has NaN voxels; labels must be 0 or 1")
-    other = np.count_nonzero((raw != 0) & (raw != 1))
-    if other:
-        lo, hi = float(np.min(raw)), float(np.max(raw))
-        raise MoodError(
-            f"{path}: {other} label voxels are neither 0 nor 1 (values span [{lo:.4g}, {hi:.4g}]); "
-            "labels must be 0 or 1 (is this the image folder?)"
-        )
-
-
-def read_prediction_volume(path: Path) -> np.ndarray:
-    """Prediction as float16, exactly as the official script reads it (clipping happens when counting)."""
-    import nibabel as nib
-
-    img = nib.load(str(path))
-    return np.asanyarray(img.get_fdata(dtype=np.float16, caching="unchanged"))
-
-
 def pixel_case_histogram(
     pred_path: Path, label_path: Path, warn: Callable[[str], None]
 ) -> tuple[ScoreHistogram, bool, bool | None]:
@@ -233,46 +176,12 @@ def pixel_case_histogram(
     return hist, False, case_hit(pred, label)
 
 
-# ---------------------------------------------------------------- reading (sample)
-
-
-def _first_line(path: Path) -> str:
-    with open(path, errors="replace") as fh:
-        return fh.readline().strip()
-
-
-def read_sample_label(path: Path) -> int:
-    try:
-        value = int(_first_line(path))
-    except (OSError, ValueError):
-        raise MoodError(f"{path}: first line is not an integer sample label (0 or 1)") from None
-    if value not in (0, 1):
-        raise MoodError(f"{path}: sample label {value}; labels must be 0 or 1")
-    return value
-
-
-def read_sample_prediction(path: Path, warn: Callable[[str], None], case: str) -> tuple[float, bool]:
-    if not path.is_file():
-        warn(f"{case}: no prediction {path}; counted as 0.0")
-        return 0.0, True
-    try:
-        value = float(_first_line(path))
-    except (OSError, ValueError):
-        warn(f"{case}: prediction {path} is not a number; counted as 0.0")
-        return 0.0, True
-    if math.isnan(value):
-        raise MoodError(f"{path}: prediction is NaN (the MOOD metric is undefined with NaN)")
-    return float(np.clip(value, 0.0, 1.0)), False
-
-
 # ---------------------------------------------------------------- the evaluator
 
 
 def _kind_map(manifest: str | os.PathLike | None, names: Sequence[str], warn) -> dict[str, str]:
     if manifest is None:
         return {}
-    from ..data.synth.layout import read_manifest
-
     rows = read_manifest(manifest)
     kinds = {case_name(r["case"]): r["kind"] for r in rows}
     unknown = [n for n in names if n not in kinds]
@@ -284,17 +193,8 @@ def _kind_map(manifest: str | os.PathLike | None, names: Sequence[str], warn) ->
 SCOPES = ("local", "global")
 
 
-def kind_scope(kind: str) -> str:
-    """local or global, from the synth kind registry (a manifest without a scope column, or a foreign kind: local)."""
-    from ..data.synth.global_kinds import GLOBAL_KINDS
-
-    return "global" if kind in GLOBAL_KINDS else "local"
-
-
 def _scope_map(manifest) -> dict[str, str]:
     """kind -> scope from the manifest's ``scope`` column (absent in manifests older than it: {})."""
-    from ..data.synth.layout import read_manifest
-
     return {r["kind"]: r["scope"] for r in read_manifest(manifest) if r.get("scope") in SCOPES}
 
 
@@ -383,8 +283,6 @@ def evaluate_folder(
             f"{pred_dir}: none of the {len(files)} cases of {label_dir} has a prediction here "
             f"(expected files named like {files[0].name}); wrong folder or task?"
         )
-    from ..inference.record import find_manifest, tuning_warning
-
     leak, provenance = tuning_warning(pred_dir, task, names, find_manifest(labels, manifest))
     if leak is not None:
         warn(leak)
@@ -482,7 +380,7 @@ def write_json(result: EvalResult, path: str | os.PathLike) -> Path:
 def result_table(result: EvalResult, title: str | None = None):
     """A small rich Table: overall, per-scope and per-kind AP / ROC-AUC (pixel level: best Dice and hit
     rate too), and the bootstrap interval."""
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich only for the table
 
     def fmt(x) -> str:
         return "-" if x is None or not math.isfinite(float(x)) else f"{float(x):.4f}"

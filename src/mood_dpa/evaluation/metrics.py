@@ -22,6 +22,7 @@ Public API
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import MoodError
 
@@ -197,8 +198,6 @@ def case_hit(
       over the whole volume makes one region of everything and hits any anomaly: read the hit rate
       beside AP and best Dice.
     """
-    from scipy import ndimage
-
     codes = float16_codes(scores)
     lab = np.asarray(labels) > 0
     if codes.shape != lab.shape:

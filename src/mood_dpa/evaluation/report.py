@@ -72,10 +72,10 @@ def pr_curve_from_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[np.nda
 
 
 def _plot_pr(methods: Sequence[MethodResult], level: str, path: Path) -> bool:
-    import matplotlib
+    import matplotlib  # heavy: matplotlib only for the curves
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use
 
     fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
     drawn = False

@@ -12,9 +12,13 @@ pipeline: while volume k is scored, k+1 is being read and k-1 written.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from ..errors import MoodError
+from ..ranks import global_rank
+from ..ranks import world_size as env_world_size
 
 
 def shard_paths(paths: Sequence, rank: int | None = None, world_size: int | None = None) -> list:
@@ -24,8 +28,6 @@ def shard_paths(paths: Sequence, rank: int | None = None, world_size: int | None
     Strided split: rank r gets items r, r + W, r + 2W, ...; every item goes to exactly one rank, and
     each rank writes its own outputs, so no gathering is needed.
     """
-    from ..ranks import global_rank, world_size as env_world_size
-
     r = global_rank() if rank is None else int(rank)
     ws = env_world_size() if world_size is None else int(world_size)
     if ws < 1 or not 0 <= r < ws:
@@ -45,9 +47,6 @@ class BackgroundWriter:
     """
 
     def __init__(self, max_pending: int = 2) -> None:
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
         self.max_pending = max(1, int(max_pending))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mood-dpa-writer")
         self._pending: deque = deque()

@@ -7,8 +7,8 @@ For each ``*.nii.gz`` / ``*.nii`` in IN:
 - sample task: ``OUT/<same name>.txt`` with one float in [0, 1] on the first line.
 
 A detector that says where it comes from (``detector.source``: the detector YAML or model file, its
-sha256 and what it was tuned on; :func:`mood_dpa.inference.detectors.load_detector` sets it) is
-recorded in ``OUT/.mood-dpa-predict.json`` (:mod:`mood_dpa.inference.record`; ``evaluate`` reads it).
+sha256 and what it was tuned on; :func:`mood_dpa.inference.loading.load_detector` sets it) is
+recorded in ``OUT/.mood-dpa-predict.json`` (:mod:`mood_dpa.data.provenance`; ``evaluate`` reads it).
 
 Writes are atomic. A bad input (unreadable, NaN, 4-D ...) or a detector failure on one file is
 reported in one line and skipped; the others are still written. The caller decides the exit code
@@ -35,7 +35,7 @@ from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
 from ..ranks import global_rank
 from .pipeline import BackgroundWriter, shard_paths
-from .record import write_predict_record
+from ..data.provenance import write_predict_record
 
 TASKS = ("pixel", "sample")
 

@@ -8,7 +8,7 @@ Layout written by :func:`build_submission` (one folder, replaced whole on succes
     OUT/models/<task>_<dataset>/model.yaml (+ the model files it lists)  or  model.npz (baseline)
     OUT/mood-dpa/                       the package source (pyproject.toml, README.md, src/mood_dpa)
 
-An ensemble is copied with its model files next to it (renamed ``m<k>_<name>``), its calibration
+A detector file is copied with its model files next to it (renamed ``m<k>_<name>``), its calibration
 inlined, so the folder is self-contained. The run scripts find the models beside themselves
 (``/workspace/models`` in the image) or under ``$MOOD_DPA_MODELS``; ``$MOOD_DPA_BIN`` names the
 ``mood-dpa`` executable (default: the one on PATH). They put every temporary file (TMPDIR, HOME,
@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..atomic import atomic_dir
+from ..config import validate
 from ..errors import MoodError
+from .detector_file import DetectorSpec, read_spec, resolve_calibration, write_spec
 
 SLOTS = ("pixel_brain", "sample_brain", "pixel_abdom", "sample_abdom")
 RUN_SCRIPTS = tuple(f"run_{slot}.sh" for slot in SLOTS)
@@ -59,14 +61,11 @@ def _copy_model(src: Path, dest_dir: Path, allow_uncalibrated: bool) -> list[Pat
         shutil.copyfile(src, dest_dir / "model.npz")
         return [dest_dir / "model.npz"]
     if suffix not in (".yaml", ".yml"):
-        raise MoodError(f"{src}: a submission model must be an ensemble .yaml or a baseline .npz")
-    from ..config import validate
-    from .detector import EnsembleSpec, read_spec, resolve_calibration, write_spec
-
+        raise MoodError(f"{src}: a submission model must be a detector .yaml or a baseline .npz")
     spec = read_spec(src)
     cal = resolve_calibration(spec, src.parent)
     if cal is None and not allow_uncalibrated:
-        raise MoodError(f"{src}: the ensemble is not calibrated; run 'mood-dpa calibrate' first (or --allow-uncalibrated)")
+        raise MoodError(f"{src}: the detector is not calibrated; run 'mood-dpa calibrate' first (or --allow-uncalibrated)")
     data = spec.model_dump(mode="json")
     written = []
     entries = [entry for member in data["members"] for entry in member["models"]]
@@ -80,7 +79,7 @@ def _copy_model(src: Path, dest_dir: Path, allow_uncalibrated: bool) -> list[Pat
         written.append(dest_dir / name)
         entry["path"] = name
     data["calibration"] = cal.to_dict() if cal is not None else None
-    write_spec(dest_dir / "model.yaml", validate(EnsembleSpec, data, str(src)))
+    write_spec(dest_dir / "model.yaml", validate(DetectorSpec, data, str(src)))
     written.append(dest_dir / "model.yaml")
     return written
 
@@ -105,7 +104,7 @@ def build_submission(
     allow_uncalibrated: bool = False,
 ) -> dict[str, Any]:
     """Write the build context (see the module docstring). ``models`` maps every slot of :data:`SLOTS`
-    (``pixel_brain`` ...) to an ensemble YAML or a baseline ``.npz``. Returns {files, megabytes}."""
+    (``pixel_brain`` ...) to a detector YAML or a baseline ``.npz``. Returns {files, megabytes}."""
     missing = [s for s in SLOTS if s not in models]
     extra = [s for s in models if s not in SLOTS]
     if missing or extra:

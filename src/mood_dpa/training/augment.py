@@ -33,7 +33,7 @@ class SimCLRAugment(nn.Module):
 
     def __init__(self, cfg: AugmentConfig) -> None:
         super().__init__()
-        import kornia.augmentation as K
+        import kornia.augmentation as K  # heavy: kornia only when augmenting
 
         c = cfg.crop_size
         k = blur_kernel(c, cfg.blur_kernel_frac)

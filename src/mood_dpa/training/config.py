@@ -54,6 +54,23 @@ class TrainerConfig(StrictModel):
     matmul_precision: Literal["highest", "high", "medium"] = Field("high", description="torch float32 matmul precision")
 
 
+class StepBudgetConfig(StrictModel):
+    """What the one runner reads of every method's ``optim`` section: batch, step budget, validation interval
+    and the seed's early stopping. Defaults are the seed's DPA; a method states its own with a
+    ``mode="before"`` validator calling :meth:`with_defaults` (see the segmenter's config)."""
+
+    batch_size: int = Field(64, ge=1, description="per device")
+    max_steps: int = Field(300_000, ge=1)
+    val_every: int = Field(10_000, ge=1, description="validation interval in optimiser steps")
+    min_delta: float = Field(0.002, ge=0, description="early stopping: an improvement must exceed this (absolute)")
+    patience: int = Field(3, ge=1, description="early stopping: validations without improvement")
+
+    @classmethod
+    def with_defaults(cls, data, defaults: dict):
+        """``data`` with a method's own defaults filled in where the config does not set them."""
+        return {**defaults, **data} if isinstance(data, dict) else data
+
+
 class AugmentConfig(StrictModel):
     """SimCLR's two random views (batched with kornia on the training device)."""
 

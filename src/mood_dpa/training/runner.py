@@ -22,17 +22,27 @@ A run folder holds::
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 import warnings
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from ..atomic import write_text
 from ..config import dump_config
+from ..data.slices import SliceStore
 from ..errors import MoodError
+from ..models.backbones.vgg19 import save_vgg_features
+from ..outputs import mark_output_dir
+from ..progress import enabled
 from ..ranks import global_rank
 from .config import SimCLRConfig, TrainerConfig
+from .data import SliceDataModule
+from .simclr import SimCLRModule
 
 MODEL_FILE = "model.pt"
 VGG_FILE = "vgg19_simclr.pt"
@@ -48,7 +58,6 @@ def _prepare_run_dir(run_dir: Path, resume: bool, cfg: Any) -> Path | None:
     if global_rank() == 0:
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
             raise MoodError(f"{run_dir} already holds a training run; pass --resume to continue it, or choose another run_dir")
-        from ..outputs import mark_output_dir
 
         mark_output_dir(run_dir)  # creates it, with the marker of a mood-dpa output
         write_text(run_dir / "config.yaml", dump_config(cfg))
@@ -64,8 +73,6 @@ def _precision(t: TrainerConfig, accelerator: str) -> str:
 
 
 def _resolve_accelerator(name: str) -> str:
-    import torch
-
     if name in ("auto",):
         if torch.cuda.is_available():
             return "gpu"
@@ -92,8 +99,6 @@ class SeedEarlyStop:
 
     def update(self, step: int, loss: float) -> tuple[bool, bool]:
         """Record the validation at ``step``; returns (it is the new best, stop now)."""
-        import math
-
         if not math.isfinite(loss):
             return False, True
         if loss < self.best_loss - self.min_delta:
@@ -112,6 +117,7 @@ class SeedEarlyStop:
 
 def _seed_stopping_callback(rule: SeedEarlyStop, best_path: Path, monitor: str = "val_loss") -> Any:
     """A Lightning callback that applies ``rule`` after each validation and writes ``best_path``."""
+    # heavy: lightning only when training
     from lightning.pytorch.callbacks import Callback
 
     class SeedEarlyStopping(Callback):
@@ -147,10 +153,12 @@ def _seed_stopping_callback(rule: SeedEarlyStop, best_path: Path, monitor: str =
 def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: int, val_every: int | None,
                   callbacks: list, enable_progress: bool, best_checkpoint: bool = True) -> Any:
     """``best_checkpoint=False``: no lowest-loss ModelCheckpoint (a callback in ``callbacks`` writes best.ckpt)."""
-    import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    import lightning as L  # heavy: lightning only when training
+    from lightning.pytorch.callbacks import ModelCheckpoint  # heavy: lightning
+    from lightning.pytorch.loggers import (  # heavy: lightning
+        CSVLogger,
+        TensorBoardLogger,
+    )
 
     torch.set_float32_matmul_precision(t.matmul_precision)
     if t.threads is not None:
@@ -188,8 +196,6 @@ def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: i
 
 
 def _quiet_lightning() -> None:
-    import logging
-
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for msg in (".*does not have many workers.*", ".*The number of training batches.*", ".*Checkpoint directory.*exists.*",
@@ -209,15 +215,11 @@ def _best_or_last(run_dir: Path, trainer: Any) -> Path:
 
 
 def _progress_on() -> bool:
-    from ..progress import enabled
-
     return enabled()
 
 
 def _fit(trainer: Any, module: Any, data: Any, ckpt: Path | None) -> tuple[int, float]:
     """Run ``trainer.fit`` (resuming from ``ckpt``); returns the steps done in this call and its seconds."""
-    import torch
-
     start_step = 0
     if ckpt is not None:
         start_step = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
@@ -269,8 +271,7 @@ def run_training(
     optimiser, early-stopping and best-checkpoint state). Under DDP every rank calls this; rank 0
     exports. ``fallback_to_final``: with no checkpoint at all (a very short run) export the final weights.
     """
-    import lightning as L
-    import torch
+    import lightning as L  # heavy: lightning only when training
 
     _quiet_lightning()
     run_dir = Path(cfg.run_dir)
@@ -334,10 +335,6 @@ def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | N
 
     SimCLR is not a detector method: it pre-trains the perceptual backbone the DPA's loss uses.
     """
-    from ..models.backbones.vgg19 import save_vgg_features
-    from .data import SliceDataModule
-    from .simclr import SimCLRModule
-
     run_dir = Path(cfg.run_dir)
     o = cfg.optim
     holder: dict[str, Any] = {}
@@ -371,7 +368,5 @@ def pretrain_simclr(cfg: SimCLRConfig, resume: bool = False, callbacks: list | N
 
 def _common_size(cfg: SimCLRConfig) -> int | None:
     """None when all stores share one slice size (no resize); else the largest, which the others are resized to."""
-    from ..data.slices import SliceStore
-
     sizes = {SliceStore(p).size for p in cfg.data.stores}
     return None if len(sizes) == 1 else max(sizes)

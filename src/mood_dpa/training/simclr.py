@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning as L
 import torch
 
 from ..models.ntxent import SimCLRNet, nt_xent
 from .augment import SimCLRAugment, seeded_rng
 from .config import SimCLRConfig
+from .module import ConfigModule
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -22,13 +22,13 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class SimCLRModule(L.LightningModule):
+class SimCLRModule(ConfigModule):
     """Two augmented views per slice -> VGG19 + projection head -> NT-Xent."""
 
+    config_class = SimCLRConfig
+
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.cfg = SimCLRConfig.model_validate(config)
+        super().__init__(config)
         m = self.cfg.model
         self.net = SimCLRNet(width=m.width, hidden=m.hidden, out_dim=m.out_dim, seed=self.cfg.trainer.seed)
         self.augment = SimCLRAugment(self.cfg.augment)

@@ -31,6 +31,7 @@ from ...atomic import atomic_dir
 from ...errors import MoodError
 from ...progress import track
 from ...volumes import read_volume, volume_id, write_volume
+from ..mood import read_manifest  # noqa: F401  (re-exported: the manifest is written here)
 from .global_kinds import GLOBAL_KINDS, global_label
 from .kinds import KINDS, MIN_CHANGE, changed_mask
 from .regions import SHAPES, foreground_centres, sample_region, seed_ellipsoid_region
@@ -45,9 +46,16 @@ ALL_KINDS: dict = {**KINDS, **GLOBAL_KINDS}
 KIND_GROUPS = {"local": list(KINDS), "global": list(GLOBAL_KINDS), "all": list(ALL_KINDS)}
 
 
+#: The local (region) kinds, in order: the default evaluation and tuning kinds.
+LOCAL_KINDS: tuple[str, ...] = tuple(KINDS)
+
+
 def kind_scope(kind: str) -> str:
-    """``global`` for a whole-volume kind, ``local`` for a region kind, ``none`` for normal cases."""
-    return "global" if kind in GLOBAL_KINDS else ("local" if kind in KINDS else "none")
+    """``global`` for a whole-volume kind, ``none`` for normal cases, ``local`` for a region kind (a kind
+    synth does not know, e.g. a user's own ``tumour`` in a manifest without a scope column, counts as local)."""
+    if kind == "normal":
+        return "none"
+    return "global" if kind in GLOBAL_KINDS else "local"
 
 
 def parse_kinds(kinds: str | Iterable[str] | None) -> list[str]:
@@ -250,15 +258,3 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
     for row in rows:
         writer.writerow({k: row[k] for k in MANIFEST_FIELDS})
     path.write_text(buf.getvalue())
-
-
-def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``manifest.csv`` (needs at least the columns case and kind)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MoodError(f"{path}: no such manifest file")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"case", "kind"} <= set(reader.fieldnames):
-            raise MoodError(f"{path}: not a manifest (expected columns case and kind)")
-        return list(reader)

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
-from ...training.config import DataConfig, TrainerConfig
+from ...training.config import DataConfig, StepBudgetConfig, TrainerConfig
 
 
 class ModelConfig(StrictModel):
@@ -46,16 +46,13 @@ class LossConfig(StrictModel):
         return self
 
 
-class DPAOptimConfig(StrictModel):
+class DPAOptimConfig(StepBudgetConfig):
+    """The seed's optimiser: Adam, batch 64, up to 300,000 steps, validation every 10,000 (the budget fields)."""
+
     lr: float = Field(1e-4, gt=0)
     schedule: Literal["constant", "cosine"] = Field(
         "constant", description="constant: the seed's Adam at lr throughout; cosine: lr decays to 0 at max_steps "
                                 "(for a fixed, short budget, e.g. the CPU demo)")
-    batch_size: int = Field(64, ge=1, description="per device")
-    max_steps: int = Field(300_000, ge=1)
-    val_every: int = Field(10_000, ge=1, description="validation interval in optimiser steps")
-    min_delta: float = Field(0.002, ge=0, description="early stopping: an improvement must exceed this (absolute)")
-    patience: int = Field(3, ge=1, description="early stopping: validations without improvement")
     abort_above: float = Field(1e3, gt=0, description="stop with an error when the training loss exceeds this or is not finite")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -14,6 +13,7 @@ from ...errors import MoodError
 from ...models.autoencoder import ResidualAE
 from ...models.backbones import backbone
 from ...models.perceptual import PixelL1, RelativePerceptualL1
+from ...training.module import ConfigModule
 from .config import DPATrainConfig, LossConfig
 
 
@@ -28,13 +28,13 @@ def build_loss(cfg: LossConfig, seed: int = 0) -> tuple[RelativePerceptualL1 | P
     return RelativePerceptualL1(features, cfg.weights), net.file_sha256(cfg.vgg)
 
 
-class DPAModule(L.LightningModule):
+class DPAModule(ConfigModule):
     """Trains ``ResidualAE`` on x in [0, 1] (fed as 2x-1); the loss sees x and (AE(2x-1)+1)/2 in [0, 1]."""
 
+    config_class = DPATrainConfig
+
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.cfg = DPATrainConfig.model_validate(config)
+        super().__init__(config)
         m = self.cfg.model
         self.autoencoder = ResidualAE(m.arch, m.channels, m.latent, m.size, seed=self.cfg.trainer.seed)
         self.loss_fn, self.vgg_sha256 = build_loss(self.cfg.loss, seed=self.cfg.trainer.seed)
@@ -101,7 +101,9 @@ class DPAModule(L.LightningModule):
 
 def save_grid(path: Path, x: torch.Tensor, y: torch.Tensor) -> Path:
     """A PNG of inputs (top row) over reconstructions (bottom row), both shown in [0, 1]."""
-    from matplotlib.image import imsave
+    from matplotlib.image import (
+        imsave,  # heavy: matplotlib only for the validation images
+    )
 
     top = np.concatenate([t[0].numpy() for t in x], axis=1)
     bottom = np.concatenate([t[0].numpy() for t in y], axis=1)

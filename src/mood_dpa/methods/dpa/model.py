@@ -23,11 +23,12 @@ from typing import Any, Mapping, NamedTuple
 import torch
 from torch import nn
 
-from ...atomic import atomic_path
+from ...data.slices import SliceRule
 from ...errors import MoodError
 from ...models.autoencoder import ResidualAE
 from ...models.backbones import backbone
 from ...models.perceptual import PixelL1, RelativePerceptualL1, combine_maps
+from ..model_file import load_model_file, save_model_file
 
 FORMAT = "mood-dpa/dpa-model"
 VERSION = 1
@@ -91,8 +92,6 @@ class DPAModel(nn.Module):
 
     @property
     def rule(self):
-        from ...data.slices import SliceRule
-
         return SliceRule.from_dict(self.meta["rule"])
 
     @property
@@ -150,34 +149,14 @@ def save_dpa_model(
         raise MoodError(f"model file meta lacks {missing}")
     if meta["normaliser"] not in ("slice", "volume"):
         raise MoodError(f"normaliser must be 'slice' or 'volume', got {meta['normaliser']!r}")
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "meta": meta,
-        "autoencoder": {k: v.detach().cpu().float().clone() for k, v in autoencoder.state_dict().items()},
-        "vgg": vgg,
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return save_model_file(path, FORMAT, VERSION, meta, autoencoder={k: v.detach().cpu().float().clone() for k, v in autoencoder.state_dict().items()}, vgg=vgg)
 
 
 def load_dpa_model(path: str | os.PathLike, device: str | torch.device | None = None) -> DPAModel:
     """Open a model file written by :func:`save_dpa_model`; every part is checked (one-line MoodError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MoodError(f"{path}: no such DPA model file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise MoodError(f"{path}: not a readable DPA model file ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise MoodError(f"{path}: not a mood-dpa DPA model file")
-    if int(payload.get("version", 0)) > VERSION:
-        raise MoodError(f"{path}: model file version {payload.get('version')} is newer than this mood-dpa reads ({VERSION})")
-    meta = payload.get("meta")
-    if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
+    payload = load_model_file(path, FORMAT, VERSION, "DPA")
+    meta = payload["meta"]
+    if any(k not in meta for k in REQUIRED_META):
         raise MoodError(f"{path}: model file meta is incomplete (needs {', '.join(REQUIRED_META)})")
     arch = meta["arch"]
     try:

@@ -1,4 +1,4 @@
-"""DPA model -> the shell's slice scorer (:class:`mood_dpa.inference.scorer.AxisModel`).
+"""DPA model -> the shell's slice scorer (:class:`mood_dpa.scoring.slice_inferer.AxisModel`).
 
 The shell does everything after the raw map (axis combination, background mask, calibration,
 sample rule); this module only says how a DPA turns slices into numerator maps and denominators.
@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from ...inference.scorer import AxisModel
+from ...scoring.slice_inferer import AxisModel
+from .model import load_dpa_model
 
 
 def dpa_maps_fn(model):
@@ -42,8 +43,6 @@ def axis_model(model, weight: float = 1.0, name: str | None = None) -> AxisModel
 
 def load_scorers(path: str | os.PathLike, device: Any = None) -> list[AxisModel]:
     """The registry's loader: a DPA model file -> its one slice scorer (the model sits on ``device``)."""
-    from .model import load_dpa_model
-
     model = load_dpa_model(path, "cpu")
     if device is not None:
         model = model.to(device)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import MoodError
+from ...training.data import SliceDataModule
 from ...training.runner import EarlyStop, Export, run_training
 from .config import DPATrainConfig
+from .lightning import DPAModule
+from .model import save_dpa_model
 
 MODEL_FILE = "model.pt"
 
@@ -18,10 +21,6 @@ def train_dpa(cfg: DPATrainConfig, resume: bool = False, callbacks: list | None 
     rank 0 writes the model file. ``callbacks`` are extra Lightning callbacks (tests use them to
     interrupt a run).
     """
-    from ...training.data import SliceDataModule
-    from .lightning import DPAModule
-    from .model import save_dpa_model
-
     run_dir = Path(cfg.run_dir)
     o = cfg.optim
 

@@ -3,16 +3,16 @@
 Fit: the histogram of the foreground voxels (> ``threshold``) of the training volumes, smoothed
 (Gaussian over bins, plus a floor) into a density ``p``. The raw map (:mod:`.scorer`) is
 ``log(p_max / p(x))`` per voxel, smoothed in space. Everything after the raw map (calibration into
-[0, 1], background mask, sample rule) is the shared shell's (:mod:`mood_dpa.inference.detector`),
-exactly as for every other method: :func:`fit_histogram` fits the density, then the shell's
-calibration on (a seeded subset of) the same normal training volumes, and stores both in one file.
+[0, 1], background mask, sample rule) is the shared shell's, exactly as for every other method.
 
 File (``.npz``, ``detector=histogram``, version 2): ``density``, ``threshold``, ``sigma`` and
-``shell`` (JSON: the shell's ``calibration`` and ``sample_rule``; empty = uncalibrated). Version-1
-files (with the old private ``knots_x`` / ``knots_y`` calibration) still load; their old calibration
-is ignored, so they score uncalibrated until refitted.
+``shell`` (JSON: the shell settings a LONE file carries for ``predict --model X.npz``: its
+``calibration`` and ``sample_rule``; empty = uncalibrated). ``mood-dpa baseline fit`` fills them
+(:func:`mood_dpa.inference.tuning.calibrate_model_file`); inside a detector file they are not read, the
+detector's own calibration is. Version-1 files (with the old private ``knots_x`` / ``knots_y``
+calibration) still load; their old calibration is ignored, so they score uncalibrated until refitted.
 
-    model = fit_histogram(paths, "baseline.npz", seed=0)     # then: load_detector("baseline.npz")
+    fit_histogram(paths, "baseline.npz")     # the density only; then calibrate_model_file("baseline.npz", normals)
 """
 
 from __future__ import annotations
@@ -60,16 +60,8 @@ class HistogramModel:
         return raw
 
     @classmethod
-    def fit(
-        cls,
-        volume_paths: Sequence[str | os.PathLike],
-        *,
-        bins: int = 256,
-        threshold: float = 0.0,
-        bin_sigma: float = 1.0,
-        sigma: float = 1.0,
-        progress: bool = True,
-    ) -> "HistogramModel":
+    def fit(cls, volume_paths: Sequence[str | os.PathLike], *, bins: int = 256, threshold: float = 0.0, bin_sigma: float = 1.0,
+            sigma: float = 1.0, progress: bool = True) -> "HistogramModel":
         """Fit the density on healthy volumes (paths); no calibration (see :func:`fit_histogram`)."""
         paths = [Path(p) for p in volume_paths]
         if not paths:
@@ -116,7 +108,7 @@ class HistogramModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "HistogramModel":
-        from ..registry import read_npz
+        from ..registry import read_npz  # the registry imports this module lazily (its entry names it by string)
 
         with read_npz(path) as z:
             return cls.from_npz(z, path)
@@ -130,22 +122,22 @@ def fit_histogram(
     threshold: float = 0.0,
     bin_sigma: float = 1.0,
     sigma: float = 1.0,
-    calibration_volumes: int = 16,
     seed: int = 0,
     progress: bool = True,
-) -> HistogramModel:
-    """Fit the density, then the shared shell's calibration on up to ``calibration_volumes`` (seeded) of
-    the same normal volumes; write ``out`` (.npz) and return the model (``model.shell`` filled in)."""
-    from ...inference.detector import Member, ShellDetector, calibrate_detector
-    from .scorer import volume_model
+) -> Path:
+    """Fit the density on healthy volumes and write ``out`` (.npz, no shell settings). ``seed`` is accepted
+    for the recipe interface (the fit draws nothing at random)."""
+    model = HistogramModel.fit(volume_paths, bins=bins, threshold=threshold, bin_sigma=bin_sigma, sigma=sigma, progress=progress)
+    return model.save(out)
 
-    paths = [Path(p) for p in volume_paths]
-    model = HistogramModel.fit(paths, bins=bins, threshold=threshold, bin_sigma=bin_sigma, sigma=sigma, progress=progress)
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(paths), size=min(calibration_volumes, len(paths)), replace=False).tolist())
-    det = ShellDetector([Member("histogram", KIND, [volume_model(model)])], background_threshold=threshold, device="cpu")
-    info = calibrate_detector(det, [paths[i] for i in chosen], seed=seed, progress=progress)
-    model.shell = {"calibration": det.calibration.to_dict(), "sample_rule": det.sample_rule.to_dict(),  # type: ignore[union-attr]
-                   "background_threshold": threshold, "info": info}
-    model.save(out)
-    return model
+
+def read_shell_settings(path: str | os.PathLike) -> dict:
+    """The shell settings a lone histogram file carries (the registry's ``settings``)."""
+    return HistogramModel.load(path).shell
+
+
+def write_shell_settings(path: str | os.PathLike, settings: dict) -> None:
+    """Store shell settings (calibration, sample rule, background threshold, info) in a histogram file, atomically."""
+    model = HistogramModel.load(path)
+    model.shell = dict(settings)
+    model.save(path)

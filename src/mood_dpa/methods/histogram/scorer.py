@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...inference.scorer import VolumeModel
+from ...scoring.volume_inferer import VolumeModel
+from .model import HistogramModel
 
 
 def volume_model(model, weight: float = 1.0) -> VolumeModel:
@@ -23,6 +24,4 @@ def volume_model(model, weight: float = 1.0) -> VolumeModel:
 
 def load_scorers(path: str | os.PathLike, device: Any = None) -> list[VolumeModel]:
     """The registry's loader: a histogram ``.npz`` -> its one volume scorer."""
-    from .model import HistogramModel
-
     return [volume_model(HistogramModel.load(path))]

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-FAMILIES = ("fpi", "poisson", "intensity")
-#: Evaluation kinds (mood_dpa.data.synth) whose FAMILY this generator covers: reports mark them "seen".
-SEEN_KINDS = ("patch", "uniform", "noise")
+#: Per family, the evaluation kinds (mood_dpa.data.synth) of the same family: a model trained with the
+#: family switched on has "seen" them (:func:`mood_dpa.methods.segmenter.recipe.seen_kinds`).
+FAMILY_KINDS = {"fpi": ("patch",), "poisson": ("patch",), "intensity": ("uniform", "noise")}
 INTENSITY_OPS = ("offset", "gamma", "noise", "blur", "sharpen")
 
 

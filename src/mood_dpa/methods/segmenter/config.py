@@ -10,7 +10,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
-from ...training.config import DataConfig, TrainerConfig
+from ...training.config import DataConfig, StepBudgetConfig, TrainerConfig
 from .anomalies import AnomalySettings
 
 
@@ -75,16 +75,28 @@ class AnomalyConfig(StrictModel):
         return AnomalySettings(**self.model_dump())
 
 
-class SegmenterOptimConfig(StrictModel):
+#: The segmenter's budget defaults (the base's are the seed DPA's).
+BUDGET_DEFAULTS = {"batch_size": 16, "max_steps": 100_000, "val_every": 2_000, "min_delta": 0.0005, "patience": 5}
+
+
+class SegmenterOptimConfig(StepBudgetConfig):
+    """AdamW; batch >= 2 (FPI takes its donor from another image of the batch); budget defaults :data:`BUDGET_DEFAULTS`."""
+
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
-    batch_size: int = Field(16, ge=2, description="per device (>= 2: FPI takes its donor from another image of the batch)")
-    max_steps: int = Field(100_000, ge=1)
-    val_every: int = Field(2_000, ge=1, description="validation interval in optimiser steps")
-    min_delta: float = Field(0.0005, ge=0, description="early stopping: an improvement must exceed this (absolute)")
-    patience: int = Field(5, ge=1, description="early stopping: validations without improvement")
     dice_weight: float = Field(0.0, ge=0, description="weight of a soft Dice term added to the BCE (0: BCE only)")
     val_seed: int = Field(12345, description="seed of the fixed synthetic validation anomalies")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _segmenter_defaults(cls, data):
+        return cls.with_defaults(data, BUDGET_DEFAULTS)
+
+    @model_validator(mode="after")
+    def _two_per_batch(self) -> "SegmenterOptimConfig":
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 (FPI takes its donor from another image of the batch)")
+        return self
 
 
 class SegmenterTrainConfig(StrictModel):

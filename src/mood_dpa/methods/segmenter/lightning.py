@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...errors import MoodError
+from ...training.module import ConfigModule
 from .anomalies import AnomalyGenerator
 from .config import SegmenterTrainConfig
 from .model import SegmenterNet
@@ -34,11 +34,11 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: f
     return loss
 
 
-class SegmenterModule(L.LightningModule):
+class SegmenterModule(ConfigModule):
+    config_class = SegmenterTrainConfig
+
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.cfg = SegmenterTrainConfig.model_validate(config)
+        super().__init__(config)
         m = self.cfg.model
         self.net = SegmenterNet(self.cfg.dim, m.features, m.dropout, seed=self.cfg.trainer.seed)
         self.generator = AnomalyGenerator(self.cfg.anomalies.settings())

@@ -20,15 +20,16 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ...atomic import atomic_path
+from ...data.slices import SliceRule
 from ...errors import MoodError
+from ..model_file import load_model_file, save_model_file
 
 FORMAT = "mood-dpa/segmenter-model"
 VERSION = 1
 
 
 def build_unet(dim: int, features, dropout: float = 0.0) -> nn.Module:
-    from monai.networks.nets import BasicUNet
+    from monai.networks.nets import BasicUNet  # heavy: monai only to build the net
 
     return BasicUNet(spatial_dims=int(dim), in_channels=1, out_channels=1, features=tuple(int(f) for f in features),
                      dropout=float(dropout))
@@ -82,8 +83,6 @@ class SegmenterModel(nn.Module):
 
     @property
     def rule(self):
-        from ...data.slices import SliceRule
-
         return SliceRule.from_dict(self.meta["rule"]) if self.meta.get("rule") else SliceRule()
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
@@ -100,28 +99,13 @@ def save_segmenter_model(path: str | os.PathLike, net: SegmenterNet, meta: Mappi
     if missing:
         raise MoodError(f"segmenter model meta lacks {sorted(missing)}")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    blob = {"format": FORMAT, "version": VERSION, "meta": dict(meta), "state": state}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-    return path
+    return save_model_file(path, FORMAT, VERSION, meta, state=state)
 
 
 def load_segmenter_model(path: str | os.PathLike, device: str | torch.device | None = None) -> SegmenterModel:
     """Read a model file (weights_only); MoodError when it is missing, corrupt or not a segmenter file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MoodError(f"{path}: no such model file")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, not a torch file at all
-        raise MoodError(f"{path}: not a readable model file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise MoodError(f"{path}: not a segmenter model file (format {got!r}, expected {FORMAT!r})")
-    if blob.get("version") != VERSION:
-        raise MoodError(f"{path}: segmenter model file version {blob.get('version')!r} is not supported (expected {VERSION})")
-    meta = blob.get("meta") or {}
+    blob = load_model_file(path, FORMAT, VERSION, "segmenter")
+    meta = blob["meta"]
     try:
         arch = meta["arch"]
         net = SegmenterNet(int(meta["dim"]), arch["features"], float(arch.get("dropout", 0.0)))

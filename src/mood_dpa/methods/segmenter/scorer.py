@@ -1,7 +1,7 @@
 """Raw scorers of a segmenter model file: anomaly probabilities, batched on the device.
 
 * 2-D: :func:`segmenter_maps_fn` follows the DPA's ``maps_fn`` contract of
-  :class:`mood_dpa.inference.scorer.AxisModel` (slices in, (numerator maps, denominators) out), with the
+  :class:`mood_dpa.scoring.slice_inferer.AxisModel` (slices in, (numerator maps, denominators) out), with the
   probability map as the only numerator and denominators of 1, so the shell's axis scorer places the
   maps by slice index, combines axes, masks, calibrates. A model trained on all three axes serves as one
   AxisModel per axis (:func:`axis_models`).
@@ -17,7 +17,9 @@ from typing import Callable
 import torch
 
 from ...errors import MoodError
-from .model import SegmenterModel
+from ...scoring.slice_inferer import AxisModel
+from ...scoring.volume_inferer import VolumeModel
+from .model import SegmenterModel, load_segmenter_model
 
 MapsFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -38,8 +40,6 @@ def segmenter_maps_fn(model: SegmenterModel) -> MapsFn:
 
 def axis_models(model: SegmenterModel, axes=None, weight: float = 1.0) -> list:
     """One :class:`AxisModel` per axis (default: the axes the model was trained on) sharing the network."""
-    from ...inference.scorer import AxisModel
-
     if axes is None:
         axes = model.meta.get("axes") or ([model.axis] if model.axis is not None else [0, 1, 2])
     fn = segmenter_maps_fn(model)
@@ -52,6 +52,7 @@ def axis_models(model: SegmenterModel, axes=None, weight: float = 1.0) -> list:
 def segmenter_volume_map(model: SegmenterModel, volume: torch.Tensor, sw_batch_size: int = 4, overlap: float = 0.5,
                          amp: bool = False) -> torch.Tensor:
     """(D, H, W) volume in [0, 1] -> (D, H, W) float32 anomaly probabilities, on the volume's device."""
+    # heavy: monai only for 3-D models
     from monai.inferers import sliding_window_inference
 
     if model.dim != 3:
@@ -72,9 +73,7 @@ def segmenter_volume_map(model: SegmenterModel, volume: torch.Tensor, sw_batch_s
 
 
 def volume_model(model: SegmenterModel, weight: float = 1.0):
-    """The shell's :class:`~mood_dpa.inference.scorer.VolumeModel` of a 3-D segmenter (sliding window)."""
-    from ...inference.scorer import VolumeModel
-
+    """The shell's :class:`~mood_dpa.scoring.volume_inferer.VolumeModel` of a 3-D segmenter (sliding window)."""
     def raw_fn(volume: torch.Tensor) -> torch.Tensor:
         if next(model.parameters()).device != volume.device:
             model.to(volume.device)
@@ -85,7 +84,5 @@ def volume_model(model: SegmenterModel, weight: float = 1.0):
 
 def load_scorers(path, device=None) -> list:
     """The registry's loader: a segmenter model file -> one AxisModel per trained axis (2-D) or one VolumeModel (3-D)."""
-    from .model import load_segmenter_model
-
     model = load_segmenter_model(path, device or "cpu")
     return axis_models(model) if model.dim == 2 else [volume_model(model)]

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ...errors import MoodError
+from ...training.data import SliceDataModule
 from ...training.runner import EarlyStop, Export, run_training
 from .config import SegmenterTrainConfig
+from .data import PatchDataModule
+from .lightning import SegmenterModule
+from .model import save_segmenter_model
 
 MODEL_FILE = "model.pt"
 
 
 def _data_2d(cfg: SegmenterTrainConfig):
-    from ...training.data import SliceDataModule
-
     data = SliceDataModule(cfg.data, cfg.model.size, cfg.optim.batch_size, seed=cfg.trainer.seed)
     rules = {s.rule for s in data.stores}
     if len(rules) != 1:
@@ -33,15 +37,11 @@ def _world(cfg: SegmenterTrainConfig) -> int:
     """Processes the run will have (devices x nodes; 'auto' counts the GPUs), known before the trainer exists."""
     devices = cfg.trainer.devices
     if devices in ("auto", "-1", -1):
-        import torch
-
         devices = torch.cuda.device_count() or 1
     return max(1, int(devices)) * cfg.trainer.num_nodes
 
 
 def _data_3d(cfg: SegmenterTrainConfig):
-    from .data import PatchDataModule
-
     o = cfg.optim
     data = PatchDataModule(cfg.data, cfg.model.patch, o.batch_size, length=o.max_steps * o.batch_size * _world(cfg),
                            seed=cfg.trainer.seed)
@@ -51,9 +51,6 @@ def _data_3d(cfg: SegmenterTrainConfig):
 
 def train_segmenter(cfg: SegmenterTrainConfig, resume: bool = False, callbacks: list | None = None) -> Path:
     """Train one segmenter; returns ``RUN_DIR/model.pt`` (written by rank 0 from the best checkpoint)."""
-    from .lightning import SegmenterModule
-    from .model import save_segmenter_model
-
     run_dir = Path(cfg.run_dir)
     o = cfg.optim
     info: dict = {}

@@ -1,31 +1,3 @@
-"""Volume-level intensity-histogram detector (sample level only; see :mod:`.model`); shell scorer in :mod:`.scorer`."""
-
-from .model import (
-    COMBINATIONS,
-    DETECTOR_KIND,
-    FORMAT_VERSION,
-    VolumeFeatures,
-    VolumeHistogramDetector,
-    combined_knn,
-    knn_mean,
-    leave_one_out_knn,
-    pair_distances,
-    part_distances,
-    volume_features,
-    wasserstein_matrix,
-)
-
-__all__ = [
-    "COMBINATIONS",
-    "DETECTOR_KIND",
-    "FORMAT_VERSION",
-    "VolumeFeatures",
-    "VolumeHistogramDetector",
-    "combined_knn",
-    "knn_mean",
-    "leave_one_out_knn",
-    "pair_distances",
-    "part_distances",
-    "volume_features",
-    "wasserstein_matrix",
-]
+"""Volume-level intensity-histogram detector (sample level only): features and distances in :mod:`.features`,
+the detector and its file in :mod:`.model`, the shell's scorer in :mod:`.scorer`. Nothing is imported here, so
+the registry can read the method's folder without loading numpy or torch."""

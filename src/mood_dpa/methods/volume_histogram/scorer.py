@@ -1,6 +1,6 @@
 """The volume-histogram model file as the shell sees it: one sample-level scorer (no voxel map).
 
-Why a :class:`~mood_dpa.inference.scorer.SampleModel` and not a VolumeModel: the detector says nothing
+Why a :class:`~mood_dpa.scoring.sample_inferer.SampleModel` and not a VolumeModel: the detector says nothing
 about WHERE, so painting its volume score on the voxels would flood the pooled pixel AP; as a
 sample-level member of a detector it adds its calibrated volume score to the sample decision only
 (:mod:`mood_dpa.inference.detector`).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ...inference.scorer import SampleModel
+from ...scoring.sample_inferer import SampleModel
 from .model import VolumeHistogramDetector
 
 

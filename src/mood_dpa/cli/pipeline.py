@@ -1,0 +1,119 @@
+"""The whole pipeline in one command: ``fit`` (healthy volumes -> calibrated detectors) and ``demo`` (fit, then
+predict, evaluate and report on held-out phantom subjects).
+
+Library modules are imported inside the commands (start-up time: ``mood-dpa --help`` must not load torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..methods.registry import recipes
+from .app import app
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, device_option, range_check, seed_option, set_threads
+
+
+@app.command("fit")
+def fit_cmd(
+    data: Path = typer.Option(..., "-i", "--input", help="Folder of training volumes in MOOD form (see 'mood-dpa prepare')."),
+    out: Path = typer.Option(..., "-o", "--output", help="Folder for folds, slice stores, runs, detectors and the report."),
+    preset: str = typer.Option("demo", "--preset", help="quick | demo | cpu | long | seed: model sizes and budgets (quick: a smoke run; demo: ten CPU minutes at 64^3; cpu: the demo's shapes trained to early stopping; long: cpu's sizes for every method; seed: the MOOD-scale configs, a GPU)."),
+    method: Optional[str] = typer.Option(None, "--method",
+                                         help=f"Methods to train: all, or a comma list of {', '.join(recipes())} "
+                                              "(default: the preset's)."),
+    kind: str = typer.Option("brain", "--kind", help="brain (axes 0, 1, 2) or abdom (axes 0 and 2, as the seed)."),
+    seed: int = seed_option("Seed of every random step."),
+    device: Optional[str] = device_option("auto (default: a GPU when present), cpu or gpu (cuda).", index=False),
+    threads: Optional[int] = THREADS_OPTION,
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the validation report on the tuning set."),
+    overwrite: bool = OVERWRITE_OPTION,
+    no_range_check: bool = NO_RANGE_CHECK_OPTION,
+) -> None:
+    """Train detectors on healthy volumes: folds -> slices -> tuning set -> SimCLR -> models -> calibrated detectors.
+
+    Rerun the same command after a kill or a crash: finished stages are skipped and an interrupted
+    training continues from its last checkpoint. Ends with OUT/detector.yaml (all methods combined;
+    with one method, OUT/detectors/METHOD.yaml) for 'mood-dpa predict'.
+    """
+    from ..fit import run_fit
+
+    threads = set_threads(threads)
+    range_check(no_range_check)
+    outcome = run_fit(data, out, preset=preset, methods=method, kind=kind, seed=seed, device=device, threads=threads,
+                      report=report, overwrite=overwrite, log=typer.echo)
+    for name, path in outcome.detectors.items():
+        typer.echo(f"  detector {name}: {path}")
+    if outcome.report is not None:
+        typer.echo(f"  validation report (tuning set, optimistic): {outcome.report}")
+    typer.echo(f"fit: done in {sum(outcome.timings.values()):.0f} s; detector for 'mood-dpa predict': {outcome.detector}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("mood_demo"), "-o", "--output", help="Folder for everything the demo makes."),
+    preset: str = typer.Option("default", "--preset", help="default: about ten minutes on 2 CPU cores; long: the same "
+                               "data with every model trained to early stopping (the converged numbers; hours on a "
+                               "CPU, minutes on a GPU); quick: a smoke run."),
+    quick: bool = typer.Option(False, "--quick", help="Same as --preset quick: a ~2-minute smoke run (tiny volumes and models; numbers mean nothing)."),
+    kind: str = typer.Option("brain", "--kind", help="brain (MRI-like phantoms, axes 0, 1, 2) or abdom (CT-like, axes 0 and 2)."),
+    seed: int = seed_option("Seed of every random step."),
+    device: Optional[str] = device_option("auto (default: a GPU when present), cpu or gpu (cuda).", index=False),
+    threads: int = THREADS_OPTION,
+) -> None:
+    """Run the whole pipeline on embedded phantoms: fit every method, then predict, evaluate and report on held-out subjects.
+
+    phantoms -> 'mood-dpa fit' (folds, slices, tuning set, SimCLR, DPA, 2-D segmenter, histogram baseline
+    (--preset quick and long: also the plain-L1 AE and the 3-D segmenter), calibrated detectors,
+    cross-method ensemble) -> synthetic anomalies on held-out
+    subjects -> predict -> exact MOOD evaluation -> OUT/report/report.html.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..demo import PRESETS, run_demo
+    from ..errors import MoodError
+    from ..outputs import check_writable, remove_stale_temps
+
+    # a folder not made by the demo is refused by run_demo (it has no --overwrite: it replaces its subfolders)
+    if quick:
+        preset = "quick"
+    if preset not in PRESETS:
+        raise MoodError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    check_writable(out)
+    if out.parent.is_dir():
+        remove_stale_temps(out.parent, name=out.name)
+    threads = set_threads(threads)
+    outcome = run_demo(out, preset, seed=seed, device=device, log=typer.echo, threads=threads,
+                       kind=kind)
+    table = Table(title="Test-set AP (MOOD rules); chance: pixel %.4f, sample %.3f" % _chance(outcome.results))
+    for col in ("method", "pixel AP", "pixel AP unseen kinds", "best Dice", "hit rate", "sample AP", "sample ROC-AUC"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
+    for name, res in outcome.results.items():
+        px, sm = res["pixel"], res["sample"]
+        table.add_row(name, f"{px['ap']:.3f}", f"{res['unseen_pixel_ap']:.3f}", _f(px.get("best_dice")), _f(px.get("hit_rate")),
+                      f"{sm['ap']:.3f}", f"{sm['roc_auc']:.3f}")
+    kinds = list(next(iter(outcome.results.values()))["pixel"]["per_kind"])
+    per_kind = Table(title="Pixel AP per anomaly kind (that kind's cases + all normal cases); * = seen in training")
+    per_kind.add_column("method", no_wrap=True)
+    for k in kinds:
+        per_kind.add_column(k, justify="right")
+    for name, res in outcome.results.items():
+        per_kind.add_row(name, *(f"{res['pixel']['per_kind'][k]['ap']:.3f}{'*' if k in res['seen'] else ''}" for k in kinds))
+    # never truncate a number: a narrow (or piped, 80-column) terminal wraps the long lines instead
+    console = Console(width=max(Console().width, 132))
+    console.print(table)
+    console.print(per_kind)
+    typer.echo(f"demo finished in {sum(outcome.timings.values()):.0f} s; report: {outcome.report}")
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{float(x):.3f}"
+
+
+def _chance(results: dict) -> tuple[float, float]:
+    res = next(iter(results.values()))
+    px, sm = res["pixel"], res["sample"]
+    return px["positives"] / max(px["positives"] + px["negatives"], 1), sm["positives"] / max(sm["cases"], 1)

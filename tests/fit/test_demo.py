@@ -1,0 +1,82 @@
+"""`mood-dpa demo --quick`: the whole pipeline end to end on tiny phantoms (the CI smoke test)."""
+
+import json
+
+from mood_dpa.data.synth import KINDS
+
+
+def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys):
+    out = tmp_path / "demo"
+    assert cli(["demo", "--quick", "-o", out, "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "Pixel AP per anomaly kind" in printed and "…" not in printed  # no number cut off in the tables
+    html = (out / "report" / "report.html").read_text()
+    for kind in KINDS:
+        assert f"AP {kind}" in html, kind
+    methods = ["DPA", "Histogram baseline", "L1-AE", "Segmenter 2-D", "Segmenter 3-D", "Ensemble"]
+    for method in methods:
+        assert method in html
+    assert "AP unseen kinds" in html and "seen</sup>" in html  # the segmenters' trained-on kinds are marked
+    assert (out / "report" / "pr_pixel.png").stat().st_size > 1000
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert sorted(results) == sorted(methods)
+    for method, res in results.items():
+        for task in ("pixel", "sample"):
+            r = res[task]
+            assert 0.0 <= r["ap"] <= 1.0 and set(r["per_kind"]) == set(KINDS), (method, task)
+            assert r["cases"] == results["DPA"][task]["cases"]
+        seen = set(res["seen"])
+        assert seen == ({"patch", "uniform", "noise"} if method.startswith(("Segmenter", "Ensemble")) else set())
+        assert res["pixel"]["per_group"]["unseen"]["kinds"] == sorted(set(KINDS) - seen)
+    # every test case got a pixel map and a sample score from every detector
+    cases = sorted(p.name for p in (out / "valset" / "toy").iterdir() if not p.name.startswith("."))
+    for method in ["dpa", "histogram", "l1", "segmenter2d", "segmenter3d", "ensemble"]:
+        pred = out / "predictions" / method
+        assert sorted(p.name for p in pred.glob("*.nii.gz")) == cases
+        assert sorted(p.name for p in pred.glob("*.txt")) == [f"{c}.txt" for c in cases]
+    # the models were fitted on other subjects than the test set's, and the detectors are calibrated
+    train = {p.name for p in (out / "volumes").glob("*.nii.gz")}
+    sources = {r.split(",")[2] for r in (out / "valset" / "manifest.csv").read_text().splitlines()[1:]}
+    assert len(train) == 12 and len(sources) == 3 and not train & sources
+    ens = (out / "fit" / "detector.yaml").read_text()
+    assert "quantile-log-tail" in ens and "member_combine" in ens and "segmenter" in ens
+
+
+def test_demo_presets_and_a_bad_one(tmp_path, cli, capsys):
+    """--preset picks a plan (long: the demo's data, every method trained to early stopping); a bad name is
+    one error line and exit 2, before anything is written."""
+    from mood_dpa.demo import PRESETS
+    from mood_dpa.fit import PRESETS as FIT
+    from mood_dpa.fit import parse_methods
+    from mood_dpa.methods.registry import recipes
+
+    assert {"quick", "default", "long"} <= set(PRESETS)
+    default, long = PRESETS["default"], PRESETS["long"]
+    assert (long.train_volumes, long.test_volumes, long.size) == (default.train_volumes, default.test_volumes, default.size)
+    long_fit, cpu_fit = FIT[long.fit_preset], FIT["cpu"]
+    assert parse_methods(None, long_fit) == tuple(recipes())  # every method
+    for _, recipe in recipes().values():  # at the cpu preset's sizes
+        assert recipe.overrides.get(long_fit.name) == recipe.overrides.get(cpu_fit.name)
+    assert long_fit.simclr_overrides == cpu_fit.simclr_overrides
+    assert cli(["demo", "--preset", "forever", "-o", tmp_path / "d"]) == 2
+    assert "--preset 'forever'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_a_foreign_non_empty_folder(tmp_path, cli):
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert cli(["demo", "--quick", "-o", precious]) == 2
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+
+def test_a_rerun_replaces_only_the_demo_folders(tmp_path):
+    from mood_dpa.demo import MARKER, _prepare_output
+
+    out = tmp_path / "demo"
+    _prepare_output(out)
+    (out / "fit" / "runs" / "dpa_axis0" / "checkpoints").mkdir(parents=True)
+    (out / "user_notes.txt").write_text("x")
+    _prepare_output(out)  # an earlier demo's folder: its run folders go, other files stay
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "user_notes.txt"]

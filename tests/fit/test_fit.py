@@ -1,0 +1,176 @@
+"""`mood-dpa fit`: the training pipeline in one resumable command (issue 10, part 4)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mood_dpa.errors import MoodError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    from mood_dpa.data.phantoms import write_phantoms
+
+    root = tmp_path_factory.mktemp("fit")
+    write_phantoms("brain", 8, 32, 0, root / "vols")
+    return root
+
+
+def test_fit_trains_calibrates_and_predicts(phantoms, tmp_path, cli):
+    from mood_dpa.data.synth.layout import make_synthetic_set
+    from mood_dpa.evaluation.evaluate import evaluate_folder
+    from mood_dpa.inference.detector_file import read_spec
+
+    out = tmp_path / "models"
+    assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "histogram,l1", "--no-report"]) == 0
+    state = json.loads((out / "fit_state.json").read_text())
+    assert {"folds", "slices axis 0", "slices axis 1", "slices axis 2", "tuning set", "train histogram",
+            "train l1 axis 0", "train l1 axis 2", "detector histogram", "detector l1"} <= set(state["stages"])
+    # the cross-method detector holds the ensemble methods only (the plain-L1 AE is a reference)
+    assert not (out / "detector.yaml").exists()
+    spec = read_spec(out / "detectors" / "l1.yaml")
+    assert [len(m.models) for m in spec.members] == [3] and spec.calibration is not None
+    assert spec.info["calibration"]["tuned_on"]["cases"]  # tuned on the fit's own tuning set
+    # the detector predicts held-out subjects in the MOOD format, and the evaluator reads it
+    from mood_dpa.data.phantoms import write_phantoms
+
+    test = write_phantoms("brain", 2, 32, 99, tmp_path / "test")
+    make_synthetic_set(test, tmp_path / "heldout", ["uniform"], (1, 1), 5, progress=False)
+    assert cli(["predict", "--model", out / "detectors" / "histogram.yaml", "--task", "both", "-i", tmp_path / "heldout" / "toy",
+                "-o", tmp_path / "pred"]) == 0
+    res = evaluate_folder(tmp_path / "pred", tmp_path / "heldout", "pixel", on_warning=None, progress=False)
+    assert 0.0 <= res.ap <= 1.0 and res.tuning_warning is None
+
+
+def test_a_rerun_after_a_kill_continues_where_it_stopped(phantoms, tmp_path, monkeypatch):
+    import mood_dpa.methods.dpa.train as dpa_train
+    from mood_dpa.fit import run_fit
+
+    calls = []
+    real = dpa_train.train_dpa
+
+    def killed_on_second_axis(cfg, resume=False, callbacks=None):
+        calls.append((cfg.run_dir, resume))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what SIGTERM becomes
+        return real(cfg, resume=resume, callbacks=callbacks)
+
+    monkeypatch.setattr(dpa_train, "train_dpa", killed_on_second_axis)
+    out = tmp_path / "models"
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(phantoms / "vols", out, preset="quick", methods="l1", report=False, log=lambda s: None)
+    first = json.loads((out / "fit_state.json").read_text())["stages"]
+    assert "train l1 axis 0" in first and "train l1 axis 1" not in first
+
+    log: list[str] = []
+    outcome = run_fit(phantoms / "vols", out, preset="quick", methods="l1", report=False, log=log.append)
+    skipped = [line for line in log if "done earlier, skipped" in line]
+    assert any("train l1 axis 0" in line for line in skipped) and any("tuning set" in line for line in skipped)
+    assert not any("train l1 axis 1" in line for line in skipped)
+    assert [c[0].endswith("l1_axis0") for c in calls].count(True) == 1  # axis 0 was never trained again
+    assert outcome.detectors["l1"] and (out / "detectors" / "l1.yaml").is_file()
+
+
+def test_fit_refuses_other_options_foreign_folders_and_its_own_input(phantoms, tmp_path):
+    from mood_dpa.fit import run_fit
+
+    quiet = dict(report=False, log=lambda s: None)
+    out = tmp_path / "m"
+    run_fit(phantoms / "vols", out, preset="quick", methods="histogram", **quiet)
+    with pytest.raises(MoodError, match="other options"):
+        run_fit(phantoms / "vols", out, preset="quick", methods="histogram", seed=1, **quiet)
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep")
+    with pytest.raises(MoodError, match="not made by mood-dpa"):
+        run_fit(phantoms / "vols", foreign, preset="quick", methods="histogram", **quiet)
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
+    with pytest.raises(MoodError, match="inside the input"):
+        run_fit(phantoms / "vols", phantoms / "vols" / "models", preset="quick", methods="histogram", **quiet)
+    with pytest.raises(MoodError, match="unknown method"):
+        run_fit(phantoms / "vols", tmp_path / "x", preset="quick", methods="dpa,magic", **quiet)
+    with pytest.raises(MoodError, match="preset"):
+        run_fit(phantoms / "vols", tmp_path / "x", preset="huge", **quiet)
+    assert not (tmp_path / "x").exists()
+
+
+def test_fit_state_results_survive_json(tmp_path):
+    """What a stage returns is what a rerun gets back (stages return JSON values: paths as strings)."""
+    from mood_dpa.fit import FitState, Stages
+
+    state = FitState(tmp_path, {"a": 1})
+    stage = Stages(state, log=lambda s: None)
+    assert stage("one", lambda: [str(tmp_path / "f"), 3]) == [str(tmp_path / "f"), 3]
+    again = Stages(FitState(tmp_path, {"a": 1}), log=lambda s: None)
+    assert again("one", lambda: pytest.fail("a finished stage must not run again")) == [str(tmp_path / "f"), 3]
+    assert np.isclose(json.loads((tmp_path / "fit_state.json").read_text())["stages"]["one"]["seconds"], 0.0, atol=1.0)
+
+
+@pytest.mark.parametrize("preset", ["quick", "demo", "cpu", "long", "seed"])
+@pytest.mark.parametrize("kind", ["brain", "abdom"])
+def test_every_preset_names_configs_that_load_with_its_overrides(preset, kind, tmp_path):
+    """fit builds each recipe's config from a packaged YAML plus overrides: all of them must exist and validate."""
+    from mood_dpa.config import load_config
+    from mood_dpa.fit import AXES, PRESETS
+    from mood_dpa.fit.train import FitContext, common_overrides, config_path, stores_overrides
+    from mood_dpa.methods.registry import recipes
+    from mood_dpa.training.config import SimCLRConfig
+
+    plan = PRESETS[preset]
+    ctx = FitContext(lambda name, fn: fn(), plan, kind, tmp_path, tmp_path / "folds.csv", {}, [], 0, None, 1)
+    common = common_overrides(tmp_path / "run", ctx)
+    stores = stores_overrides([tmp_path / "s0"], tmp_path / "folds.csv")
+    cfg = load_config(SimCLRConfig, config_path(plan.simclr_config, kind), common + stores + list(plan.simclr_overrides))
+    assert str(cfg.run_dir) == str(tmp_path / "run") and cfg.trainer.seed == 0
+    trained = 0
+    for name, (entry, recipe) in recipes().items():
+        if recipe.fitter is not None:
+            continue
+        for axis in AXES[kind] if recipe.per_axis else (None,):
+            data = (["data.volumes=/x", "data.folds=/x/f.csv", "data.fold=0"] if recipe.data == "volumes"
+                    else stores + [f"model.size={plan.slice_size}"])
+            cfg = load_config(entry.config, config_path(recipe.configs[plan.group], kind, axis),
+                              common + data + list(recipe.overrides.get(preset, ())))
+            assert str(cfg.run_dir) == str(tmp_path / "run") and cfg.trainer.seed == 0 and cfg.trainer.threads == 1
+            if name == "l1":
+                assert cfg.loss.kind == "l1"
+            trained += 1
+    assert trained >= 4  # dpa and l1 per axis, both segmenters
+
+
+def test_raw_scans_to_a_detector_and_maps_back_on_the_raw_grid(tmp_path, cli):
+    """Issue 10's acceptance path on raw-like scans: prepare -> fit -> synth -> predict -> evaluate -> restore."""
+    import nibabel as nib
+    from test_prepare import on_grid, raw_affine
+
+    from mood_dpa.data.phantoms import make_phantom, phantom_affine
+    from mood_dpa.evaluation.evaluate import evaluate_folder
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    affine = raw_affine()
+    for i in range(10):  # oblique, anisotropic, flipped grid; 12-bit MRI units
+        x = on_grid(make_phantom("brain", 32, 0, i), phantom_affine(32), affine, (64, 48, 24))
+        nib.save(nib.Nifti1Image(np.round(x * 4095).astype(np.int16), affine), raw / f"scan{i:02d}.nii.gz")
+    (raw / "train").mkdir()
+    (raw / "test").mkdir()
+    for p in sorted(raw.glob("scan*.nii.gz")):
+        p.rename(raw / ("test" if p.name >= "scan08" else "train") / p.name)
+    for split in ("train", "test"):
+        assert cli(["prepare", "-i", raw / split, "-o", tmp_path / split, "--modality", "mri", "--size", "32"]) == 0
+    assert cli(["fit", "-i", tmp_path / "train", "-o", tmp_path / "models", "--preset", "quick", "--method", "histogram,l1",
+                "--no-report"]) == 0
+    assert cli(["synth", "-i", tmp_path / "test", "-o", tmp_path / "heldout", "--kinds", "uniform", "--seed", "1"]) == 0
+    assert cli(["predict", "--model", tmp_path / "models" / "detectors" / "l1.yaml", "--task", "both",
+                "-i", tmp_path / "heldout" / "toy", "-o", tmp_path / "pred"]) == 0
+    res = evaluate_folder(tmp_path / "pred", tmp_path / "heldout", "pixel", on_warning=None, progress=False)
+    assert res.cases == 4 and 0.0 <= res.ap <= 1.0 and res.tuning_warning is None
+    assert cli(["restore", "-i", tmp_path / "pred", "-o", tmp_path / "on_raw", "--records", tmp_path / "test" / "prepare",
+                "--reference", raw / "test"]) == 0
+    back = nib.load(sorted((tmp_path / "on_raw").glob("*.nii.gz"))[0])
+    assert back.shape == (64, 48, 24) and np.allclose(back.affine, affine)
