@@ -50,6 +50,8 @@ NAMING_RULE = "a file's volume id is its name up to the first '.' or '_'"
 
 #: Intensities of MOOD-form volumes lie in [0, 1]; a little overshoot (resampling ringing) is tolerated.
 RANGE_TOLERANCE = 0.01
+#: A MOOD-form volume has at least this many voxels along every axis (a 64x64x1 file is a 2-D image).
+MIN_SIDE = 4
 _range_check = False
 
 
@@ -75,7 +77,8 @@ def check_volume_ids(paths: Sequence[str | os.PathLike]) -> dict[str, Path]:
 
 
 def set_range_check(enabled: bool) -> None:
-    """Turn the [0, 1] intensity check of :func:`read_volume` on (commands that train or score) or off."""
+    """Turn the MOOD-form checks of :func:`read_volume` on (commands that train or score: intensities in [0, 1],
+    at least :data:`MIN_SIDE` voxels along every axis) or off."""
     global _range_check
     _range_check = bool(enabled)
 
@@ -141,6 +144,9 @@ def read_volume(path: str | os.PathLike) -> Volume:
         raise MoodError(f"{path}: {bad} NaN or infinite voxels")
     if _range_check:
         check_range(data, path)
+        if min(data.shape) < MIN_SIDE:
+            raise MoodError(f"{path}: shape {'x'.join(map(str, data.shape))} is a 2-D image or a thin slab, not a volume "
+                            f"(at least {MIN_SIDE} voxels along every axis); bring raw scans to the MOOD form with 'mood-dpa prepare'")
     return Volume(data=data, affine=np.asarray(img.affine, dtype=np.float64), header=img.header, path=path)
 
 
@@ -167,13 +173,14 @@ def write_volume(
     dtype: np.dtype | type = np.float32,
     compresslevel: int = 1,
 ) -> Path:
-    """Write a volume atomically; ``compresslevel`` (0-9) applies to ``.nii.gz``."""
+    """Write a volume atomically; ``compresslevel`` (0-9) applies to ``.nii.gz``. 3-D, or 4-D with one volume
+    (a map written back onto a raw (x, y, z, 1) scan keeps that shape)."""
     path = Path(path)
     if not is_nifti(path.name):
         raise MoodError(f"{path}: output name must end in .nii or .nii.gz")
     arr = np.asarray(data).astype(dtype, copy=False)
-    if arr.ndim != 3:
-        raise MoodError(f"{path}: refusing to write a {arr.ndim}-D array as a volume")
+    if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[3] == 1)):
+        raise MoodError(f"{path}: refusing to write a {arr.ndim}-D array of shape {arr.shape} as a volume")
     aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     hdr = header.copy() if header is not None else None
     img = nib.Nifti1Image(arr, aff, header=hdr)

@@ -34,6 +34,9 @@ def device_option(help: str, *, index: bool = True) -> Any:
 OVERWRITE_OPTION = typer.Option(
     False, "--overwrite", help="Write into an existing folder that mood-dpa did not make (its other files are kept)."
 )
+OVERWRITE_FILE_OPTION = typer.Option(
+    False, "--overwrite", help="Replace an existing output file that mood-dpa did not write (or that was changed since)."
+)
 NO_RANGE_CHECK_OPTION = typer.Option(
     False, "--no-range-check", help="Accept volumes whose intensities lie outside [0, 1] (they are clamped)."
 )

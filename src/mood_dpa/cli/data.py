@@ -13,7 +13,7 @@ import typer
 
 from ..errors import MoodError
 from .app import app
-from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, seed_option, set_threads
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_FILE_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, seed_option, set_threads
 
 
 @app.command("slices")
@@ -52,18 +52,20 @@ def folds_cmd(
     out: Path = typer.Option(..., "-o", "--output", help="CSV to write (filename,test_fold)."),
     n_folds: int = typer.Option(10, "--n-folds", help="Number of folds (the seed used 10)."),
     seed: int = seed_option("Seed of the shuffle."),
+    overwrite: bool = OVERWRITE_FILE_OPTION,
 ) -> None:
     """Split volumes into K folds, seeded (the seed's create_folds); fold 0 is the usual validation fold."""
     from collections import Counter
 
     from ..data.folds import make_folds, write_folds_csv
-    from ..outputs import prepare_output_file
-    from ..volumes import list_volumes
+    from ..outputs import claim_output_file, prepare_output_file
+    from ..volumes import check_volume_ids, list_volumes
 
     files = list_volumes(inputs)
-    prepare_output_file(out, inputs=[inputs])
+    check_volume_ids(files)
+    prepare_output_file(out, inputs=[inputs], overwrite=overwrite)
     folds = make_folds([f.name for f in files], n_folds, seed)
-    write_folds_csv(out, folds)
+    claim_output_file(write_folds_csv(out, folds))
     sizes = Counter(folds.values())
     typer.echo(f"wrote {len(files)} volumes in {n_folds} folds (sizes {min(sizes.values())}-{max(sizes.values())}) to {out}")
 

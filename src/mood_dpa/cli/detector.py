@@ -12,7 +12,7 @@ import typer
 
 from ..errors import MoodError
 from .app import app
-from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, device_option, range_check, seed_option, set_threads
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_FILE_OPTION, THREADS_OPTION, check_number, device_option, range_check, seed_option, set_threads
 
 
 @app.command("ensemble")
@@ -24,7 +24,7 @@ def ensemble_cmd(
     member_combine: str = typer.Option("mean", "--member-combine", help="How members' calibrated maps combine (mood_dpa.inference.detector; default mean); calibrate --val chooses."),
     background: Optional[float] = typer.Option(0.0, "--background", help="Voxels <= this intensity score 0 (background mask)."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the detector (default: the file name)."),
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE_FILE_OPTION,
 ) -> None:
     """Combine model files (one method or several) into one detector file for `predict` (calibrate it next).
 

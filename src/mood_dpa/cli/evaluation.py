@@ -12,7 +12,7 @@ import typer
 
 from ..errors import MoodError
 from .app import app
-from .checks import THREADS_OPTION, seed_option, set_threads
+from .checks import OVERWRITE_FILE_OPTION, THREADS_OPTION, seed_option, set_threads
 
 
 @app.command()
@@ -23,24 +23,27 @@ def evaluate(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest.csv of `synth`: adds AP per anomaly kind."),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Case resamples for a mean and 95 % interval of AP (0 = off)."),
     seed: int = seed_option("Seed of the bootstrap."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file (not inside --pred or --labels)."),
     threads: int = THREADS_OPTION,
+    overwrite: bool = OVERWRITE_FILE_OPTION,
 ) -> None:
     """Score predictions exactly as the MOOD challenge does (pooled voxel AP, or AP over cases)."""
-    from ..evaluation.evaluate import evaluate_folder, result_table, write_json
-    from ..outputs import prepare_output_file
+    from ..evaluation.evaluate import MAX_BOOTSTRAP, evaluate_folder, result_table, write_json
+    from ..outputs import claim_output_file, prepare_output_file
     from ..progress import console
 
-    if bootstrap < 0:
-        raise MoodError(f"--bootstrap must be 0 (off) or a positive count, got {bootstrap}")
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise MoodError(f"--bootstrap {bootstrap}: expected 0 (off) to {MAX_BOOTSTRAP} case resamples")
+    if task not in ("pixel", "sample"):
+        raise MoodError(f"--task {task!r}: expected pixel or sample")
     if json_path is not None:
-        prepare_output_file(json_path, inputs=[pred, labels, manifest])
+        prepare_output_file(json_path, inputs=[pred, labels, manifest], overwrite=overwrite)
     set_threads(threads)
 
     result = evaluate_folder(pred, labels, task, manifest=manifest, bootstrap=bootstrap, seed=seed)
     console.print(result_table(result))
     if json_path is not None:
-        write_json(result, json_path)
+        claim_output_file(write_json(result, json_path))
     ap = "undefined" if result.ap != result.ap else f"{result.ap:.4f}"
     extra = f", {len(result.missing)} missing/unusable predictions" if result.missing else ""
     typer.echo(f"{task} AP {ap} over {result.cases} cases ({result.positives} positive {'voxels' if task == 'pixel' else 'cases'}){extra}")
@@ -57,13 +60,16 @@ def show(
     title: Optional[str] = typer.Option(None, "--title", help="Title above the picture (default: the file name)."),
     center: Optional[str] = typer.Option(None, "--center", help="Voxel I,J,K the three slices go through (default: the mask's centre, else the middle)."),
     log_scores: bool = typer.Option(False, "--log-scores", help="Calibrated scores on a log colour scale (1e-4 to 1): shows how a voxel ranks among normal voxels."),
+    overwrite: bool = OVERWRITE_FILE_OPTION,
 ) -> None:
     """Draw three orthogonal slices of a volume, with an optional mask contour and score heat map."""
-    from ..outputs import prepare_output_file
+    from ..outputs import claim_output_file, prepare_output_file
     from ..viz import show_volume
     from ..volumes import read_volume
 
-    prepare_output_file(out_png, inputs=[volume, mask, scores])
+    if not str(out_png).lower().endswith(".png"):
+        raise MoodError(f"{out_png}: the picture must end in .png")
+    prepare_output_file(out_png, inputs=[volume, mask, scores], overwrite=overwrite)
     vol = read_volume(volume)
     msk = read_volume(mask).data if mask is not None else None
     scr = read_volume(scores).data if scores is not None else None
@@ -78,5 +84,5 @@ def show(
             centre = ()
         if len(centre) != 3:
             raise MoodError(f"--center must be three voxel indices I,J,K, got {center!r}")
-    show_volume(vol.data, out_png, mask=msk, scores=scr, title=title or vol.name, center=centre, log_scores=log_scores)
+    claim_output_file(show_volume(vol.data, out_png, mask=msk, scores=scr, title=title or vol.name, center=centre, log_scores=log_scores))
     typer.echo(f"wrote {out_png} ({'x'.join(map(str, vol.data.shape))} volume)")

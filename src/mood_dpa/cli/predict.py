@@ -26,6 +26,7 @@ def predict(
     overwrite: bool = OVERWRITE_OPTION,
     threads: int = THREADS_OPTION,
     no_range_check: bool = NO_RANGE_CHECK_OPTION,
+    replace: bool = typer.Option(False, "--replace", help="OUT holds another detector's predictions of this task: remove them first (the record lists them; nothing else is touched)."),
     record: bool = typer.Option(True, "--record/--no-record", help="Write OUT/.mood-dpa-predict.json (which model, tuned on what; `evaluate` warns on the tuning set). The challenge container writes none."),
 ) -> None:
     """Score every volume of a folder and write MOOD-format predictions; exit 2 if any input failed."""
@@ -43,7 +44,7 @@ def predict(
     set_threads(threads)
     range_check(no_range_check)
     detector = load_detector(model, device=device, batch_size=batch_size)
-    summary = predict_folder(detector, inputs, out, task, record=record)
+    summary = predict_folder(detector, inputs, out, task, record=record, replace=replace)
     typer.echo(summary.line())
     if summary.failed:
         raise typer.Exit(code=2)

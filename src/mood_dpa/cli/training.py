@@ -13,7 +13,7 @@ import typer
 
 from .app import app
 from ..errors import MoodError
-from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, seed_option, set_threads
+from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_FILE_OPTION, OVERWRITE_OPTION, THREADS_OPTION, check_number, range_check, seed_option, set_threads
 
 baseline_app = typer.Typer(help="Non-learned reference detectors: the voxel intensity histogram (fit) and the sample-level volume histogram (fit-volume).", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")
@@ -150,7 +150,7 @@ def baseline_fit(
     seed: int = seed_option("Seed (choice of the calibration volumes and voxels)."),
     threads: int = THREADS_OPTION,
     no_range_check: bool = NO_RANGE_CHECK_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE_FILE_OPTION,
 ) -> None:
     """Fit the intensity-histogram baseline on healthy volumes, and the shared shell's calibration on them."""
     from ..inference.tuning import calibrate_model_file
@@ -184,7 +184,7 @@ def baseline_fit_volume(
     noise_weight: float = typer.Option(1.0, "--noise-weight", help="Weight of the noise-floor part (0 = left out)."),
     combination: str = typer.Option("max", "--combination", help="How the parts combine: max (each over its normal maximum) or sum."),
     seed: int = seed_option("Recorded in the file (the fit itself is deterministic)."),
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE_FILE_OPTION,
     threads: int = THREADS_OPTION,
     no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:

@@ -46,20 +46,23 @@ def read_folds(path: str | os.PathLike) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise MoodError(f"{path}: no such folds file")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"filename", "test_fold"} <= set(reader.fieldnames):
-            raise MoodError(f"{path}: expected a CSV with header 'filename,test_fold'")
-        out: dict[str, int] = {}
-        for line, row in enumerate(reader, start=2):
-            try:
-                fold = int(row["test_fold"])
-            except (TypeError, ValueError):
-                raise MoodError(f"{path}: line {line}: test_fold {row['test_fold']!r} is not an integer") from None
-            vid = volume_id(row["filename"])
-            if vid in out:
-                raise MoodError(f"{path}: line {line}: volume {vid} listed twice")
-            out[vid] = fold
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"filename", "test_fold"} <= set(reader.fieldnames):
+                raise MoodError(f"{path}: expected a CSV with header 'filename,test_fold'")
+            out: dict[str, int] = {}
+            for line, row in enumerate(reader, start=2):
+                try:
+                    fold = int(row["test_fold"])
+                except (TypeError, ValueError):
+                    raise MoodError(f"{path}: line {line}: test_fold {row['test_fold']!r} is not an integer") from None
+                vid = volume_id(row["filename"])
+                if vid in out:
+                    raise MoodError(f"{path}: line {line}: volume {vid} listed twice")
+                out[vid] = fold
+    except (UnicodeDecodeError, csv.Error):
+        raise MoodError(f"{path}: not a folds CSV (not a UTF-8 CSV text file)") from None
     if not out:
         raise MoodError(f"{path}: no rows")
     return out

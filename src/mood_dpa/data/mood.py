@@ -82,6 +82,16 @@ def check_binary_labels(raw: np.ndarray, path: Path) -> None:
         )
 
 
+def same_grid(a: Path, b: Path, atol: float = 1e-3) -> bool:
+    """Whether two NIfTI files share their voxel-to-world affine (headers only; unreadable: True, nothing to say)."""
+    import nibabel as nib  # start-up: nibabel only for label files
+
+    try:
+        return bool(np.allclose(nib.load(str(a)).affine, nib.load(str(b)).affine, atol=atol))
+    except Exception:  # noqa: BLE001 - the readers report unreadable files themselves
+        return True
+
+
 def read_prediction_volume(path: Path) -> np.ndarray:
     """Prediction as float16, exactly as the official script reads it (clipping happens when counting)."""
     import nibabel as nib  # start-up: nibabel only for prediction files
@@ -127,11 +137,14 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise MoodError(f"{path}: no such manifest file")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"case", "kind"} <= set(reader.fieldnames):
-            raise MoodError(f"{path}: not a manifest (expected columns case and kind)")
-        return list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"case", "kind"} <= set(reader.fieldnames):
+                raise MoodError(f"{path}: not a manifest (expected columns case and kind)")
+            return list(reader)
+    except (UnicodeDecodeError, csv.Error):
+        raise MoodError(f"{path}: not a manifest (not a UTF-8 CSV text file)") from None
 
 
 def manifest_sources(path: str | os.PathLike) -> list[str] | None:

@@ -24,22 +24,29 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..atomic import write_text
+from ..errors import MoodError
 from .mood import case_name, manifest_sha256, manifest_sources
 
 RECORD_NAME = ".mood-dpa-predict.json"
 RECORD_FORMAT = "mood-dpa/predict-record"
 
 
-def write_predict_record(out_dir: str | os.PathLike, source: dict[str, Any], tasks: Sequence[str], in_dir: str | os.PathLike | None) -> Path:
-    """Add (or replace) this run's entry per task in ``OUT/.mood-dpa-predict.json``, atomically; other
-    tasks' entries (e.g. a sample run into the same folder by another detector) are kept."""
+def task_files(names: Sequence[str], task: str) -> list[str]:
+    """The output files of ``task`` for input files ``names``: the same name (pixel) or ``<name>.txt`` (sample)."""
+    return sorted(n if task == "pixel" else f"{n}.txt" for n in names)
+
+
+def write_predict_record(out_dir: str | os.PathLike, source: dict[str, Any], tasks: Sequence[str], in_dir: str | os.PathLike | None,
+                         names: Sequence[str] = ()) -> Path:
+    """Add (or replace) this run's entry per task in ``OUT/.mood-dpa-predict.json``, atomically: the detector,
+    the input folder and every output file it writes (``names``: the input file names); other tasks'
+    entries (e.g. a sample run into the same folder by another detector) are kept."""
     path = Path(out_dir) / RECORD_NAME
     record = read_predict_record(out_dir) or {}
     entries = dict(record.get("tasks", {})) if isinstance(record.get("tasks"), dict) else {}
-    entry = {"detector": source, "input": str(Path(in_dir).resolve()) if in_dir is not None else None,
-             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     for task in tasks:
-        entries[task] = entry
+        entries[task] = {"detector": source, "input": str(Path(in_dir).resolve()) if in_dir is not None else None,
+                         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": task_files(names, task)}
     return write_text(path, json.dumps({"format": RECORD_FORMAT, "version": 1, "tasks": entries}, indent=2) + "\n")
 
 
@@ -53,6 +60,28 @@ def read_predict_record(pred_dir: str | os.PathLike) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("format") == RECORD_FORMAT else None
+
+
+def earlier_outputs(out_dir: str | os.PathLike, source: dict[str, Any], tasks: Sequence[str], names: Sequence[str],
+                    replace: bool) -> list[Path]:
+    """The files an earlier ``predict`` wrote into ``out_dir`` for ``tasks`` that this run does not rewrite (to
+    be removed, so the folder holds one run's outputs only). Another detector's outputs are refused unless
+    ``replace``: one folder, one detector per task (the record could not say which file is whose)."""
+    record = read_predict_record(out_dir) or {}
+    entries = record.get("tasks") if isinstance(record.get("tasks"), dict) else {}
+    stale: list[Path] = []
+    for task in tasks:
+        entry = entries.get(task)
+        if not isinstance(entry, dict):
+            continue
+        before = entry.get("detector") or {}
+        if before.get("sha256") != source.get("sha256") and not replace:
+            raise MoodError(f"{out_dir}: holds {task} predictions of another detector ({before.get('path', '?')}, written "
+                            f"{entry.get('written', '?')}); one folder takes one detector's predictions: choose another "
+                            "-o, or pass --replace to remove those first")
+        keep = set(task_files(names, task))
+        stale += [Path(out_dir) / f for f in entry.get("files", []) if f not in keep and "/" not in f and f != RECORD_NAME]
+    return [p for p in stale if p.is_file()]
 
 
 def tuning_overlap(tuned_on: dict | None, label_names: Sequence[str], manifest: Path | None) -> str | None:

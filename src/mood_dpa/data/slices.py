@@ -135,6 +135,9 @@ def build_store(
                 first = len(rows)  # the row of this volume's first slice in slices.npy
                 rows.extend((first + k, vid, path.name, int(i)) for k, i in enumerate(idx))
             fh.seek(0)
+            if not rows:  # raised inside atomic_dir: the half-made store is removed, an earlier one is kept
+                raise MoodError(f"no slice of the {len(paths)} volumes passes the empty-slice rule (at least "
+                                f"{rule.min_fraction:.1%} of a slice above {rule.threshold:g}); are the volumes in the MOOD form?")
             fh.write(_npy_header((len(rows), size, size)))
         with open(tmp / "index.csv", "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")

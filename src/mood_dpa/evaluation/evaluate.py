@@ -57,6 +57,7 @@ from ..data.mood import (
     read_prediction_volume,
     read_sample_label,
     read_sample_prediction,
+    same_grid,
     resolve_label_dir,
 )
 from ..data.provenance import tuning_warning
@@ -165,6 +166,9 @@ def pixel_case_histogram(
         if pred is not None and pred.shape != shape:
             warn(f"{case_name(label_path.name)}: prediction shape {pred.shape} differs from label shape {shape}; counted as all zeros")
             pred = None
+        if pred is not None and not same_grid(pred_path, label_path):
+            warn(f"{case_name(label_path.name)}: the prediction's affine differs from the label's (the MOOD evaluator "
+                 "compares voxel by voxel and does not check): are they of the same scan and grid?")
     if pred is None:
         n_pos = int(np.count_nonzero(label))
         hist.pos[0] = n_pos
@@ -212,7 +216,11 @@ def _percentiles(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "std": float(values.std()), "ci95": [float(lo), float(hi)], "valid": int(values.size)}
 
 
-def bootstrap_pixel_ap(pos: np.ndarray, neg: np.ndarray, n: int, seed: int, block: int = 64) -> dict:
+#: Most case resamples a bootstrap takes (a 95 % interval is stable long before; more is a typo).
+MAX_BOOTSTRAP = 100_000
+
+
+def bootstrap_pixel_ap(pos: np.ndarray, neg: np.ndarray, n: int, seed: int, block: int = 64, progress: bool = False) -> dict:
     """Pooled AP over ``n`` case resamples (with replacement) from per-case histograms (cases x bins)."""
     n_cases = pos.shape[0]
     rng = np.random.default_rng(seed)
@@ -221,7 +229,8 @@ def bootstrap_pixel_ap(pos: np.ndarray, neg: np.ndarray, n: int, seed: int, bloc
     P = pos[:, used].astype(np.float64)
     N = neg[:, used].astype(np.float64)
     aps = np.empty(n)
-    for start in range(0, n, block):
+    starts = range(0, n, block)
+    for start in track(starts, "bootstrap") if progress else starts:
         b = min(block, n - start)
         idx = rng.integers(0, n_cases, size=(b, n_cases))
         weights = np.zeros((b, n_cases))
@@ -230,10 +239,10 @@ def bootstrap_pixel_ap(pos: np.ndarray, neg: np.ndarray, n: int, seed: int, bloc
     return {"n": int(n), "seed": int(seed), **_percentiles(aps)}
 
 
-def bootstrap_sample_ap(scores: np.ndarray, labels: np.ndarray, n: int, seed: int) -> dict:
+def bootstrap_sample_ap(scores: np.ndarray, labels: np.ndarray, n: int, seed: int, progress: bool = False) -> dict:
     rng = np.random.default_rng(seed)
     aps = np.empty(n)
-    for i in range(n):
+    for i in track(range(n), "bootstrap") if progress else range(n):
         idx = rng.integers(0, scores.size, size=scores.size)
         aps[i] = average_precision(scores[idx], labels[idx]) if labels[idx].any() else np.nan
     return {"n": int(n), "seed": int(seed), **_percentiles(aps)}
@@ -263,8 +272,8 @@ def evaluate_folder(
     """
     if task not in TASKS:
         raise MoodError(f"--task {task!r}: expected pixel or sample")
-    if bootstrap < 0:
-        raise MoodError("--bootstrap must be >= 0")
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise MoodError(f"--bootstrap {bootstrap}: expected 0 (off) to {MAX_BOOTSTRAP} case resamples")
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise MoodError(f"{pred_dir}: no such prediction folder")
@@ -312,7 +321,7 @@ def evaluate_folder(
                     "best_dice_threshold": threshold, "hit_rate": rate, "hit_cases": n_hit}
 
         def boot() -> dict:
-            return bootstrap_pixel_ap(pos, neg, bootstrap, seed)
+            return bootstrap_pixel_ap(pos, neg, bootstrap, seed, progress=progress)
     else:
         scores = np.zeros(len(files))
         labs = np.zeros(len(files), dtype=bool)
@@ -329,7 +338,7 @@ def evaluate_folder(
                     "cases": int(index.size), "positives": int(labs[index].sum()), "negatives": int((~labs[index]).sum())}
 
         def boot() -> dict:
-            return bootstrap_sample_ap(scores, labs, bootstrap, seed)
+            return bootstrap_sample_ap(scores, labs, bootstrap, seed, progress=progress)
 
     if len(missing) == len(files):
         raise MoodError(f"{pred_dir}: no usable prediction for any of the {len(files)} cases (see the warnings above)")

@@ -31,6 +31,7 @@ from ..data.synth.layout import LOCAL_KINDS, make_synthetic_set
 from ..errors import MoodError
 from ..methods.registry import recipe, recipes
 from ..outputs import mark_output_dir, prepare_output_dir
+from ..runtime import check_device, check_seed
 from ..volumes import list_volumes, volume_id
 from .detectors import build_detector, validation_report
 from .presets import ALL, AXES, PRESETS, Preset
@@ -84,6 +85,8 @@ def run_fit(
     if kind not in AXES:
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
     chosen = parse_methods(methods, plan)
+    device = check_device(device, index=False)  # a device this machine lacks fails here, before any work
+    check_seed(seed)
     # absolute: the fit state records paths, and a rerun may start from another working directory
     data, out = Path(data).resolve(), Path(out).resolve()
     vols = list_volumes(data)

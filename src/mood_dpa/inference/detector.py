@@ -173,6 +173,11 @@ class ShellDetector:
         return [m for m in self.members if not m.sample_level]
 
     @property
+    def voxel_map(self) -> bool:
+        """False for a detector of sample-level members only: it has no voxel map (no pixel task)."""
+        return bool(self.map_members)
+
+    @property
     def sample_members(self) -> list[Member]:
         """The sample-level members (one volume score each, no voxel map)."""
         return [m for m in self.members if m.sample_level]

@@ -152,6 +152,14 @@ def write_detector_file(path: str | os.PathLike, model_files: Sequence[str | os.
     return write_spec(path, build_spec(path, group_members(model_files, weights, groups, check), **options))
 
 
+def gives_voxel_map(path: str | os.PathLike) -> bool:
+    """Whether a detector file (any member of a map method) or a lone model file gives a voxel map."""
+    path = Path(path)
+    if path.suffix.lower() in DETECTOR_SUFFIXES:
+        return any(method_by_name(m.method).voxel_map for m in read_spec(path).members)
+    return method_for_file(path).voxel_map
+
+
 def seen_kinds(path: str | os.PathLike) -> tuple[str, ...]:
     """The evaluation kinds whose family any model of a detector (or lone model file) synthesised in training:
     the "seen" marks of every table (:meth:`mood_dpa.methods.registry.MethodEntry.seen_kinds`)."""

@@ -35,7 +35,7 @@ from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
 from ..ranks import global_rank
 from .pipeline import BackgroundWriter, shard_paths
-from ..data.provenance import write_predict_record
+from ..data.provenance import earlier_outputs, write_predict_record
 
 TASKS = ("pixel", "sample")
 
@@ -88,6 +88,7 @@ def predict_folder(
     prefetch: int = 2,
     files: Sequence[Path] | None = None,
     record: bool = True,
+    replace: bool = False,
 ) -> PredictSummary:
     """Run ``detector`` (any Detector) on every volume of ``in_dir`` and write MOOD-format outputs.
 
@@ -96,21 +97,33 @@ def predict_folder(
     next ``prefetch`` volumes and writing the previous outputs run in threads while the detector
     computes. Under ``torchrun`` (RANK / WORLD_SIZE set) each process takes its strided share of
     the inputs; ``files`` overrides the list. ``record=False`` writes no prediction record (the challenge
-    container: OUT holds the outputs and nothing else).
+    container: OUT holds the outputs and nothing else). The record lists every output file: a rerun of the same
+    detector removes the files of inputs that are gone, and a second detector into a used folder is refused
+    unless ``replace`` (then the first one's outputs are removed).
     """
     if task not in (*TASKS, "both"):
         raise MoodError(f"--task {task!r}: expected pixel, sample or both")
     tasks = TASKS if task == "both" else (task,)
+    if "pixel" in tasks and not getattr(detector, "voxel_map", True):
+        raise MoodError(f"{getattr(detector, 'name', 'this detector')} gives one score per volume and no voxel map: "
+                        "it cannot do the pixel task (use --task sample, or a detector with a map member)")
+    every = list_volumes(in_dir) if files is None else [Path(f) for f in files]
     # under torchrun each rank scores its own share (RANK / WORLD_SIZE); alone, every file
-    files = shard_paths(list_volumes(in_dir)) if files is None else [Path(f) for f in files]
+    files = shard_paths(every) if files is None else every
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MoodError(f"{out_dir}: exists and is not a folder")
-    mark_output_dir(out_dir)  # creates it with the marker of a mood-dpa output (mood_dpa.outputs)
     source = getattr(detector, "source", None)
+    names = [p.name for p in every]
     if record and isinstance(source, dict) and source and global_rank() == 0:
+        stale = earlier_outputs(out_dir, source, tasks, names, replace) if out_dir.is_dir() else []
+        mark_output_dir(out_dir)  # creates it with the marker of a mood-dpa output (mood_dpa.outputs)
+        for old in stale:  # an earlier run's outputs for inputs that are gone (ours: the record lists them)
+            old.unlink(missing_ok=True)
         # which detector writes these outputs and what it was tuned on (evaluate warns on its tuning set)
-        write_predict_record(out_dir, source, tasks, in_dir)
+        write_predict_record(out_dir, source, tasks, in_dir, names)
+    else:
+        mark_output_dir(out_dir)
     summary = PredictSummary(task=task)
     start = time.perf_counter()
 

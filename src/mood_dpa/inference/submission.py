@@ -26,6 +26,7 @@ from ..atomic import atomic_dir
 from ..config import validate
 from ..errors import MoodError
 from .detector_file import DetectorSpec, read_spec, resolve_calibration, write_spec
+from .loading import gives_voxel_map
 
 SLOTS = ("pixel_brain", "sample_brain", "pixel_abdom", "sample_abdom")
 RUN_SCRIPTS = tuple(f"run_{slot}.sh" for slot in SLOTS)
@@ -112,6 +113,10 @@ def build_submission(
     root = Path(source) if source is not None else project_root()
     if root is None or not (root / "src" / "mood_dpa").is_dir():
         raise MoodError("cannot find the mood-dpa source to install in the image; give --source PROJECT_FOLDER")
+    for slot in SLOTS:
+        if slot.startswith("pixel") and Path(models[slot]).is_file() and not gives_voxel_map(models[slot]):
+            raise MoodError(f"{models[slot]}: a sample-level model (one score per volume, no voxel map) cannot serve the "
+                            f"{slot.replace('_', ' / ')} slot; give a detector with a map member")
     ddir = docker_dir()
     out = Path(out)
     with atomic_dir(out) as tmp:

@@ -147,6 +147,7 @@ def prepare_folder(
             prepared = prepare_volume(vol.data, vol.affine, settings, source=str(src.resolve()))
             prepared.record["name"] = name
             prepared.record["source_name"] = src.name
+            prepared.record["source_file_shape"] = [int(v) for v in vol.header.get_data_shape()]  # e.g. (x, y, z, 1)
             written.append(write_volume(out / name, prepared.data, prepared.affine, compresslevel=compresslevel))
             written.append(write_text(records / (stem(name) + ".json"), json.dumps(prepared.record, indent=2) + "\n"))
         buf = io.StringIO()
@@ -248,4 +249,8 @@ def _restore_one(f: Path, record: dict, name: str, out: Path, reference: Path | 
         restored = restore_volume(vol.data, record, order=order)
     except MoodError as exc:
         raise MoodError(f"{f}: {exc}") from None
+    # the raw file's own shape: a (x, y, z, 1) scan gets a (x, y, z, 1) map back
+    file_shape = tuple(ref.header.get_data_shape()) if reference is not None else tuple(record.get("source_file_shape") or ())
+    if len(file_shape) == 4 and file_shape[3] == 1 and file_shape[:3] == restored.shape:
+        restored = restored.reshape(file_shape)
     return write_volume(out / name, restored, affine, header=header)

@@ -162,6 +162,8 @@ def prepare_volume(data: np.ndarray, affine: np.ndarray, settings: PrepareSettin
     affine = np.asarray(affine, dtype=np.float64)
     if data.ndim != 3:
         raise MoodError(f"{source}: expected a 3-D volume, got shape {data.shape}")
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise MoodError(f"{source}: the affine (voxel -> world) has NaN or infinite entries; the scan's header is broken")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise MoodError(f"{source}: singular affine (voxel axes have no extent in world space)")
     _check_units(data, settings, source)
@@ -211,6 +213,9 @@ def prepare_volume(data: np.ndarray, affine: np.ndarray, settings: PrepareSettin
         }
     result = np.clip((out - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     result[~out_mask] = 0.0
+    if not (result > 0).any():
+        raise MoodError(f"{source}: every voxel maps to 0 with the intensity window [{lo:.4g}, {hi:.4g}]; is it a "
+                        f"{settings.modality.upper()} scan in its units (CT: Hounsfield), and the right --body / --window?")
 
     src_box = index_map @ _corners((n, n, n))
     record = {
