@@ -1,4 +1,4 @@
-"""``mood-dpa phantoms`` (the embedded data) and ``mood-dpa show`` (pictures of volumes).
+"""``mood-dpa phantoms``: the embedded data (healthy phantom populations, scanner styles, several scans per subject).
 
 numpy, scipy and matplotlib are imported inside the commands (start-up time: ``mood-dpa --help`` stays fast).
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -30,6 +31,8 @@ def phantoms(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder (created if needed)."),
     gzip_level: int = typer.Option(1, "--gzip-level", help="gzip compression level 0-9 of the .nii.gz files."),
     start: int = typer.Option(0, "--start", help="First subject index: held-out subjects, e.g. --start 40 after 40 training subjects."),
+    style: Optional[str] = typer.Option(None, "--style", help="The scanner and population: train (default, the usual population), shifted (a held-out scanner: every factor outside the training range), one factor shifted alone (contrast, gamma, bias, noise, blur, scale, shape, pose), or a YAML file of ranges (README: Usage: the embedded data)."),
+    scans: Optional[int] = typer.Option(None, "--scans", help="K scans of each subject (same anatomy, new acquisition each), written as <subject>-<scan>.nii.gz: e.g. --count 2 --scans 20 gives 40 volumes of 2 subjects."),
     overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
     """Write a population of synthetic healthy volumes (the embedded data every demo uses).
@@ -38,16 +41,21 @@ def phantoms(
 
     Abdomens: skin, fat, muscle, spine, ribs, liver, spleen, kidneys, aorta, bowel with gas; CT-like.
 
-    Subjects differ in shape, size, pose, contrast, bias field, texture and noise; the same arguments always give the same bytes. Axes: 0 left-right, 1 posterior-anterior, 2 inferior-superior (axial slices are volume[:, :, k]); 1 mm voxels, intensities in [0, 1], background exactly 0.
+    Subjects differ in shape, size, pose, contrast, bias field, texture and noise; the same arguments always give the same bytes. --style draws them from another scanner's and population's ranges; --scans makes several acquisitions of each subject. Axes: 0 left-right, 1 posterior-anterior, 2 inferior-superior (axial slices are volume[:, :, k]); 1 mm voxels, intensities in [0, 1], background exactly 0.
     """
-    from ..data.phantoms import write_phantoms
+    from ..data.phantoms import resolve_style, write_phantoms
 
     from ..outputs import prepare_output_dir
 
     if count < 1:
         raise MoodError(f"--count must be at least 1, got {count}")
+    if scans is not None and scans < 1:
+        raise MoodError(f"--scans must be at least 1, got {scans}")
+    chosen = resolve_style(style)
     prepare_output_dir(out_dir, overwrite=overwrite)
     t0 = time.perf_counter()
-    paths = write_phantoms(kind.value, count, size, seed, out_dir, compresslevel=gzip_level, start=start)
+    paths = write_phantoms(kind.value, count, size, seed, out_dir, compresslevel=gzip_level, start=start, style=chosen,
+                           scans=scans)
     elapsed = time.perf_counter() - t0
-    typer.echo(f"wrote {len(paths)} {kind.value} phantoms of {size}^3 to {out_dir} in {elapsed:.1f} s")
+    what = f"{kind.value} phantoms" if style is None else f"{kind.value} phantoms in style {chosen.name}"
+    typer.echo(f"wrote {len(paths)} {what} of {size}^3 to {out_dir} in {elapsed:.1f} s")

@@ -101,9 +101,7 @@ class DPAModule(ConfigModule):
 
 def save_grid(path: Path, x: torch.Tensor, y: torch.Tensor) -> Path:
     """A PNG of inputs (top row) over reconstructions (bottom row), both shown in [0, 1]."""
-    from matplotlib.image import (
-        imsave,  # heavy: matplotlib only for the validation images
-    )
+    from matplotlib.image import imsave  # heavy: matplotlib only for the validation images
 
     top = np.concatenate([t[0].numpy() for t in x], axis=1)
     bottom = np.concatenate([t[0].numpy() for t in y], axis=1)
