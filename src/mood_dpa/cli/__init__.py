@@ -20,6 +20,7 @@ from . import inference  # noqa: E402,F401  calibrate, submission
 from . import demo  # noqa: E402,F401  demo
 from . import prepare  # noqa: E402,F401  prepare, restore
 from . import fit  # noqa: E402,F401  fit
+from . import view  # noqa: E402,F401  view
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,98 @@
+"""The case browser in a real browser: headless Chromium opens the folder from disk (file://), a user moves
+the slice and threshold sliders, clicks a plane, sorts the list and steps through cases; the picture
+changes as it should and no script error is logged. Needs Debian's `chromium` (skipped, with the reason,
+where it is absent)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from viewer_set import make_viewer_set
+
+from mood_dpa.viewer.headless import Chromium, find_chromium
+
+pytestmark = pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+
+READY = "window.moodViewer && window.moodViewer.firstPaint !== null && !document.querySelector('#status').textContent"
+# a fingerprint of a plane's pixels and the number of pixels coloured by the score map (red above green: the
+# map's colours; grey, the green crosshair and the cyan outline are not)
+PIXELS = """(() => { const c = document.querySelector('canvas[data-axis="%d"]');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let h = 0, coloured = 0;
+  for (let i = 0; i < d.length; i += 4) { h = (Math.imul(h, 31) + d[i] * 7 + d[i + 1] * 3 + d[i + 2]) >>> 0;
+    if (d[i] > d[i + 1]) coloured++; }
+  return [h, coloured]; })()"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("browser_set")
+    s = make_viewer_set(root)
+    out = root / "view"
+    assert run_cli(["view", "-i", s["toy"], "--labels", s["valset"], "-p", f"Histogram={s['histogram']}",
+                    "-p", f"Brightness={s['brightness']}", "-o", out]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(folder):
+    with Chromium(width=1400, height=900) as browser:
+        yield browser
+
+
+def index_of(folder):
+    text = (folder / "data" / "index.js").read_text()
+    return json.loads(text[text.index("{"): text.rindex("}") + 1])
+
+
+def test_sliders_threshold_and_clicks_change_the_picture(folder, page):
+    page.open((folder / "index.html").as_uri() + "#case=00003_ellipsoid&map=Brightness&thr=0.001", ready=READY)
+    state = "moodViewer.state"
+    assert page.evaluate(f"{state}.cases[{state}.current].name") == "00003_ellipsoid"
+    start = page.evaluate(f"{state}.point")
+    before = [page.evaluate(PIXELS % a) for a in range(3)]
+    assert all(coloured > 0 for _, coloured in before)  # the map is drawn over the volume
+
+    # the axial slice slider, moved by a click right of its thumb: that plane shows another slice
+    page.click_element('input[data-axis="2"]', fx=0.65)
+    moved = page.evaluate(f"{state}.point")
+    assert moved[2] > start[2] and moved[:2] == start[:2]
+    assert page.evaluate("+document.querySelector('input[data-axis=\"2\"]').value") == moved[2]
+    assert page.evaluate(PIXELS % 2)[0] != before[2][0]
+
+    # the threshold slider near its top: fewer voxels coloured on every plane, the value shown changes
+    shown = page.evaluate("document.querySelector('#threshold-value').textContent")
+    mid = [page.evaluate(PIXELS % a) for a in range(3)]
+    page.click_element("#threshold", fx=0.9)
+    assert page.evaluate("document.querySelector('#threshold-value').textContent") != shown
+    after = [page.evaluate(PIXELS % a) for a in range(3)]
+    assert all(a[1] < m[1] for a, m in zip(after, mid)), (mid, after)
+
+    # a click on the axial plane moves the sagittal and coronal planes to that point
+    shape = page.evaluate(f"{state}.data.shape")
+    target = (8, 20)  # axis 0 runs to the right, axis 1 upwards; click the middle of that voxel
+    page.click_element('canvas[data-axis="2"]', fx=(target[0] + 0.5) / shape[0], fy=1 - (target[1] + 0.5) / shape[1])
+    point = page.evaluate(f"{state}.point")
+    assert point == [*target, moved[2]]
+    assert page.evaluate("[0, 1].map(a => +document.querySelector(`input[data-axis=\"${a}\"]`).value)") == point[:2]
+    assert page.errors == [] and page.evaluate("moodViewer.errors") == []
+
+
+def test_list_sorts_by_ap_and_arrows_step_through_it(folder, page):
+    page.open((folder / "index.html").as_uri() + "#map=Histogram", ready=READY)
+    cases = index_of(folder)["cases"]
+    page.click_element('#cases th[data-key="ap"]')
+    rows = page.evaluate("[...document.querySelectorAll('#cases tbody tr')].map(r => r.cells[0].textContent)")
+    aps = {e["name"]: e["methods"][0]["ap"] for e in cases}
+    ranked = [n for n in sorted(aps, key=lambda n: (aps[n] is None, aps[n] or 0.0, n))]
+    assert rows == ranked  # ascending: the worst misses first, normal cases (no AP) last
+    page.click_element('#cases tbody tr:nth-child(1)')
+    page.wait_for(f"moodViewer.state.cases[moodViewer.state.current].name === {json.dumps(rows[0])}")
+    page.key("ArrowDown")
+    page.wait_for(f"moodViewer.state.cases[moodViewer.state.current].name === {json.dumps(rows[1])} && {READY}")
+    # every method side by side: one row of three planes per method
+    page.click_element('#method-buttons button[data-m="-1"]')
+    assert page.evaluate("document.querySelectorAll('#planes canvas').length") == 6
+    assert page.errors == [] and page.evaluate("moodViewer.errors") == []
