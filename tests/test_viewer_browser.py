@@ -96,3 +96,18 @@ def test_list_sorts_by_ap_and_arrows_step_through_it(folder, page):
     page.click_element('#method-buttons button[data-m="-1"]')
     assert page.evaluate("document.querySelectorAll('#planes canvas').length") == 6
     assert page.errors == [] and page.evaluate("moodViewer.errors") == []
+
+
+def test_the_page_reads_score_codes_as_python_writes_them(folder, page):
+    """render.js's code -> score and score -> code agree with mood_dpa.viewer.encode (the readout and the threshold)."""
+    import numpy as np
+
+    from mood_dpa.viewer.encode import code_scores, score_codes
+
+    page.open((folder / "index.html").as_uri(), ready=READY)
+    codes = np.arange(256)
+    js = np.array(page.evaluate("[...Array(256).keys()].map(c => moodViewerRender.codeScore(c))"))
+    assert np.allclose(js, code_scores(codes), rtol=1e-12, atol=0)
+    scores = [float(x) for x in np.array([1e-4, 3e-4, 0.01, 0.2, 0.5, 0.77, 0.999], np.float16)]  # as MOOD reads them
+    back = page.evaluate(f"{json.dumps(scores)}.map(s => moodViewerRender.scoreCode(s))")
+    assert back == [max(1, int(c)) for c in score_codes(np.array(scores, np.float64))]

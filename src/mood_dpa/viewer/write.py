@@ -2,7 +2,8 @@
 
 Layout (every file is ours, the folder is replaced whole by :func:`write_viewer`)::
 
-    index.html  viewer.js  viewer.css     the page and its script (package data, mood_dpa/viewer/assets)
+    index.html  viewer.css                the page (package data, mood_dpa/viewer/assets)
+    render.js  viewer.js                  its script: drawing; state, loading, list and controls
     data/index.js                         the case list: names, kinds, per method sample score, AP, hit
     data/case_0000.js ...                 one file per case, loaded when the case is opened: the volume,
                                           the label and each method's score map (mood_dpa.viewer.encode)
@@ -30,7 +31,7 @@ from .cases import CaseFiles, Method, read_case
 from .encode import (DEFAULT_MAX_SIZE, LOGIT_SPAN, block_reduce, display_factor, intensity_codes, pack,
                      score_codes)
 
-ASSETS = ("index.html", "viewer.js", "viewer.css")
+ASSETS = ("index.html", "viewer.css", "render.js", "viewer.js")
 #: Version of the data files' layout (data/index.js, data/case_*.js), read by viewer.js.
 FORMAT = 1
 
