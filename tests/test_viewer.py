@@ -159,6 +159,7 @@ def test_view_refusals_are_one_line_and_leave_nothing(prediction_set, tmp_path, 
         (["view", "-i", s["toy"], "-p", s["histogram"], "--max-size", "2", "-o", tmp_path / "a"], "--max-size"),
         (["view", "-i", s["toy"], "-p", s["histogram"], "-o", precious], "--overwrite"),
         (["view", "-i", s["toy"], "-p", s["histogram"], "-o", s["toy"] / "inside"], "inside the input"),
+        (["view", "-i", s["toy"], "-p", s["valset"], "-o", tmp_path / "a"], "no prediction for any of the 6 cases"),
         (["view", "-o", tmp_path / "a"], "-i/--input is required"),
         (["view", "--serve", "70000", "-o", tmp_path / "a"], "--serve"),
     ]
@@ -210,3 +211,20 @@ def test_cli_serve_prints_its_url_and_stops_on_interrupt(browser_folder):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "stopped serving" in out, (out, err)
+
+
+def test_a_missing_prediction_is_shown_as_missing_and_said_once(prediction_set, tmp_path, cli, capsys):
+    import shutil
+
+    s = prediction_set
+    partial = tmp_path / "partial"
+    shutil.copytree(s["histogram"], partial)
+    (partial / "00004_uniform.nii.gz").unlink()
+    assert cli(["view", "-i", s["toy"], "--labels", s["valset"], "-p", partial, "-o", tmp_path / "out"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "no prediction for 1 of 6 cases (e.g. 00004_uniform)" in err
+    facts = {e["name"]: e["methods"][0] for e in read_index(tmp_path / "out")["cases"]}
+    assert facts["00004_uniform"]["missing"] and facts["00004_uniform"]["ap"] is None
+    assert not facts["00004_ellipsoid"]["missing"] and facts["00004_ellipsoid"]["ap"] > 0
+    payload = read_case_file(tmp_path / "out", next(e for e in read_index(tmp_path / "out")["cases"] if e["name"] == "00004_uniform"))
+    assert payload["scores"] == [None]

@@ -44,7 +44,7 @@ def view_cmd(
       -p mood_demo/predictions/histogram -o case_browser
     """
     from ..errors import MoodError
-    from ..viewer import choose_cases, find_cases, find_manifest, parse_method, serve_folder, write_viewer
+    from ..viewer import check_predictions, choose_cases, find_cases, find_manifest, parse_method, write_viewer
 
     if serve is not None:
         check_number("--serve", serve, low=0, high=65535)
@@ -71,8 +71,12 @@ def view_cmd(
 
     prepare_output_dir(out, inputs=[inputs, labels, *(m.folder for m in methods)], overwrite=overwrite, replace=True)
     chosen = choose_cases(find_cases(inputs, labels, manifest), [c for c in cases.split(",") if c] if cases else None, limit)
-    summary = write_viewer(out, chosen, methods, title=title, max_size=max_size, progress=True,
-                           warn=lambda msg: typer.echo(f"warning: {msg}", err=True))
+
+    def warn(msg: str) -> None:
+        typer.echo(f"warning: {msg}", err=True)
+
+    check_predictions(chosen, methods, warn)
+    summary = write_viewer(out, chosen, methods, title=title, max_size=max_size, progress=True, warn=warn)
     typer.echo(f"wrote {summary.cases} cases x {len(methods)} methods ({summary.total_bytes / 1e6:.1f} MB, "
                f"{summary.mb_per_case:.2f} MB per case) to {summary.index}")
     if serve is not None:

@@ -9,14 +9,14 @@ are ``<script src>`` files, so ``file://`` works without a server; see :mod:`.wr
 :mod:`.encode` for how the size is bounded.
 
 Public API: :func:`find_cases`, :func:`choose_cases`, :class:`Method`, :func:`parse_method`,
-:func:`find_manifest` (which cases and files), :func:`write_viewer` / :func:`write_viewer_files`
+:func:`find_manifest`, :func:`check_predictions` (which cases and files), :func:`write_viewer` / :func:`write_viewer_files`
 (the folder), :func:`report_section` (the demo report's link), :func:`serve_folder` (``--serve``).
 """
 
-from .cases import CaseFiles, Method, choose_cases, find_cases, find_manifest, parse_method
+from .cases import CaseFiles, Method, check_predictions, choose_cases, find_cases, find_manifest, parse_method
 from .encode import DEFAULT_MAX_SIZE
 from .serve import serve_folder
 from .write import ViewerSummary, report_section, write_viewer, write_viewer_files
 
-__all__ = ["CaseFiles", "Method", "choose_cases", "find_cases", "find_manifest", "parse_method", "DEFAULT_MAX_SIZE",
+__all__ = ["CaseFiles", "Method", "check_predictions", "choose_cases", "find_cases", "find_manifest", "parse_method", "DEFAULT_MAX_SIZE",
            "serve_folder", "ViewerSummary", "report_section", "write_viewer", "write_viewer_files"]

@@ -139,6 +139,17 @@ def choose_cases(cases: list[CaseFiles], names: Sequence[str] | None = None, lim
     return sorted(chosen, key=lambda c: order[c.name])
 
 
+def check_predictions(cases: Sequence[CaseFiles], methods: Sequence[Method], warn: Callable[[str], None]) -> None:
+    """Refuse a prediction folder that holds none of the cases (a wrong folder); say how many each one lacks."""
+    for m in methods:
+        missing = [c.name for c in cases if not (m.folder / c.volume.name).is_file()]
+        if len(missing) == len(cases):
+            raise MoodError(f"--pred {m.folder}: no prediction for any of the {len(cases)} cases (expected files named "
+                            f"like {cases[0].volume.name})")
+        if missing:
+            warn(f"{m.name}: no prediction for {len(missing)} of {len(cases)} cases (e.g. {missing[0]}); shown as missing")
+
+
 def _sample_score(path: Path) -> float:
     try:
         with open(path, errors="replace") as fh:

@@ -124,7 +124,7 @@
         if (p.axis === 0) { // the method's name on the row's first plane
           const tag = document.createElement("span");
           tag.className = "tag";
-          tag.textContent = S.methods[m];
+          tag.textContent = S.methods[m] + (S.data.maps[m] ? "" : ": no map for this case");
           wrap.append(tag);
         }
         box.append(wrap);
@@ -145,16 +145,19 @@
     p[h] = x; p[u] = shape[u] - 1 - y;
     return p;
   }
-  function attachMouse(v) {
+  function attachMouse(v) { // pointer events: mouse, pen and touch alike
     const c = v.canvas;
     const move = (ev) => { const p = voxelAt(v, ev); if (p) { S.point = p; drawAll(); } };
-    c.addEventListener("mousedown", (ev) => { ev.preventDefault(); move(ev); c.dataset.drag = "1"; });
-    c.addEventListener("mouseup", () => { delete c.dataset.drag; });
-    c.addEventListener("mousemove", (ev) => {
+    c.addEventListener("pointerdown", (ev) => {
+      ev.preventDefault(); move(ev); c.dataset.drag = "1";
+      try { c.setPointerCapture(ev.pointerId); } catch (e) { /* a synthetic event has no capturable pointer */ }
+    });
+    c.addEventListener("pointerup", () => { delete c.dataset.drag; });
+    c.addEventListener("pointermove", (ev) => {
       if (c.dataset.drag && ev.buttons) return move(ev);
       S.hover = voxelAt(v, ev); showReadout(S.hover || S.point);
     });
-    c.addEventListener("mouseleave", () => { delete c.dataset.drag; S.hover = null; showReadout(S.point); });
+    c.addEventListener("pointerleave", () => { delete c.dataset.drag; S.hover = null; showReadout(S.point); });
     c.addEventListener("wheel", (ev) => {
       ev.preventDefault();
       const n = S.data.shape[v.axis] - 1;
