@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((f"size per case, {args.big}^3 shown at {grid} (1 map)", f"{big_parts['whole file'] / 1e6:.3f} MB"))
                 rows += [(f"  of which {k}", f"{v / 1e6:.3f} MB") for k, v in big_parts.items() if k != "whole file"]
                 t = open_times(page, big.joinpath("index.html").as_uri(), READY, "moodViewer.firstPaint", args.repeats)
-                rows.append((f"browser {args.big}^3: navigation -> first case drawn", f"median {statistics.median(t):.0f} ms, max {max(t):.0f} ms"))
+                rows.append((f"browser {args.big}^3: navigation -> first case drawn",
+                             f"median {statistics.median(t):.0f} ms, max {max(t):.0f} ms"))
         if args.screenshots is not None:
             for path in screenshots(page, viewer, index, args.screenshots):
                 rows.append(("screenshot", str(path)))

@@ -226,5 +226,6 @@ def test_a_missing_prediction_is_shown_as_missing_and_said_once(prediction_set, 
     facts = {e["name"]: e["methods"][0] for e in read_index(tmp_path / "out")["cases"]}
     assert facts["00004_uniform"]["missing"] and facts["00004_uniform"]["ap"] is None
     assert not facts["00004_ellipsoid"]["missing"] and facts["00004_ellipsoid"]["ap"] > 0
-    payload = read_case_file(tmp_path / "out", next(e for e in read_index(tmp_path / "out")["cases"] if e["name"] == "00004_uniform"))
+    entry = next(e for e in read_index(tmp_path / "out")["cases"] if e["name"] == "00004_uniform")
+    payload = read_case_file(tmp_path / "out", entry)
     assert payload["scores"] == [None]

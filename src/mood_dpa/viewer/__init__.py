@@ -18,5 +18,5 @@ from .encode import DEFAULT_MAX_SIZE
 from .serve import serve_folder
 from .write import ViewerSummary, report_section, write_viewer, write_viewer_files
 
-__all__ = ["CaseFiles", "Method", "check_predictions", "choose_cases", "find_cases", "find_manifest", "parse_method", "DEFAULT_MAX_SIZE",
-           "serve_folder", "ViewerSummary", "report_section", "write_viewer", "write_viewer_files"]
+__all__ = ["CaseFiles", "Method", "check_predictions", "choose_cases", "find_cases", "find_manifest", "parse_method",
+           "DEFAULT_MAX_SIZE", "serve_folder", "ViewerSummary", "report_section", "write_viewer", "write_viewer_files"]

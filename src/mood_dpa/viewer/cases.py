@@ -111,9 +111,10 @@ def find_cases(volumes: str | os.PathLike, labels: str | os.PathLike | None = No
     cases = []
     for path in files:
         name = case_name(path.name)
-        pixel = pixel_dir / path.name if pixel_dir is not None and (pixel_dir / path.name).is_file() else None
-        sample = sample_dir / f"{path.name}.txt" if sample_dir is not None and (sample_dir / f"{path.name}.txt").is_file() else None
-        cases.append(CaseFiles(name, path, kinds.get(name, ""), pixel, sample))
+        pixel = None if pixel_dir is None else pixel_dir / path.name
+        sample = None if sample_dir is None else sample_dir / f"{path.name}.txt"
+        cases.append(CaseFiles(name, path, kinds.get(name, ""), pixel if pixel and pixel.is_file() else None,
+                               sample if sample and sample.is_file() else None))
     return cases
 
 
@@ -189,7 +190,8 @@ def read_case(case: CaseFiles, methods: Sequence[Method], warn: Callable[[str], 
             if pred is not None and pred.ndim == 4 and pred.shape[3] == 1:
                 pred = pred[..., 0]
             if pred is not None and pred.shape != volume.shape:
-                warn(f"{case.name}: {m.name} prediction shape {pred.shape} differs from the volume's {volume.shape}; shown as missing")
+                warn(f"{case.name}: {m.name} prediction shape {pred.shape} differs from the volume's {volume.shape}; "
+                     "shown as missing")
                 pred = None
         if pred is not None:
             pred = float16_codes(pred, what=str(pred_path)).view(np.float16)  # MOOD's reading; NaN refused

@@ -113,7 +113,8 @@ class Chromium:
             d = params.get("exceptionDetails", {})
             self.errors.append("exception: " + (d.get("exception", {}).get("description") or d.get("text", "")))
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-            self.errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+            args = params.get("args", [])
+            self.errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", ""))) for a in args))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             self.errors.append("log: " + params["entry"].get("text", ""))
 

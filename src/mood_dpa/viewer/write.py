@@ -106,7 +106,8 @@ def write_viewer_files(folder: str | os.PathLike, cases: Sequence[CaseFiles], me
         arrays = read_case(case, methods, warn)
         factor = display_factor(arrays.volume.shape, max_size)
         payload, shape = _case_payload(arrays, factor)
-        start = [min(int(c) // factor, n - 1) for c, n in zip(_start_point(arrays.label, arrays.scores, arrays.volume.shape), shape)]
+        start = _start_point(arrays.label, arrays.scores, arrays.volume.shape)
+        start = [min(int(c) // factor, n - 1) for c, n in zip(start, shape)]
         file = f"case_{i:04d}.js"
         text = f"moodViewerCase({i},{json.dumps(_clean(payload), separators=(',', ':'))});\n"
         (data / file).write_text(text)
