@@ -210,6 +210,7 @@
       if (i === S.current) tr.className = "current";
       const cells = [e.name, e.kind || "–", m.missing ? "missing" : fmtScore(m.score), m.ap === null || m.ap === undefined ? "–" : m.ap.toFixed(3),
         m.hit === null || m.hit === undefined ? "" : (m.hit ? "✓" : "✗")];
+      if (!S.labelled) cells.length = 3; // no labels: no AP, no hit
       cells.forEach((txt, c) => {
         const td = document.createElement("td");
         td.textContent = txt;
@@ -327,6 +328,8 @@
     if (!INDEX) return fail("data/index.js is missing or broken: rebuild this folder with mood-dpa view");
     if (typeof DecompressionStream === "undefined") return fail("this browser lacks DecompressionStream (Chromium 80+, Firefox 113+, Safari 16.4+)");
     document.title = INDEX.title;
+    S.labelled = S.cases.some((e) => e.label !== null && e.label !== undefined);
+    document.body.classList.toggle("no-labels", !S.labelled);
     $("title").textContent = INDEX.title;
     $("note").textContent = INDEX.note || "";
     const kinds = [...new Set(S.cases.map((e) => e.kind).filter(Boolean))].sort();
