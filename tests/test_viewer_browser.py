@@ -6,6 +6,7 @@ where it is absent)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from viewer_set import make_viewer_set
@@ -111,3 +112,44 @@ def test_the_page_reads_score_codes_as_python_writes_them(folder, page):
     scores = [float(x) for x in np.array([1e-4, 3e-4, 0.01, 0.2, 0.5, 0.77, 0.999], np.float16)]  # as MOOD reads them
     back = page.evaluate(f"{json.dumps(scores)}.map(s => moodViewerRender.scoreCode(s))")
     assert back == [max(1, int(c)) for c in score_codes(np.array(scores, np.float64))]
+
+
+# Firefox has no DevTools pipe here; its `--screenshot` shoots when the load event fires, so a copy of the
+# page keeps the load event pending (a chain of script loads) until the first case is drawn, then paints
+# its verdict into the page's corner: green when a plane shows the map's colours and no error was
+# logged, red otherwise.
+VERDICT = """<script>
+(function hold() {
+  const v = window.moodViewer, done = v.firstPaint !== null || v.errors.length || (window.__ticks = (window.__ticks || 0) + 1) > 3000;
+  if (!done) { const s = document.createElement("script"); s.src = "tick.js?" + window.__ticks; s.onload = hold; document.head.append(s); return; }
+  const c = document.querySelector('#planes canvas'), d = c ? c.getContext('2d').getImageData(0, 0, c.width, c.height).data : [];
+  let coloured = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] > d[i + 1]) coloured++;
+  const ok = v.firstPaint !== null && !v.errors.length && coloured > 0;
+  const mark = document.createElement("div");
+  mark.style.cssText = "position:fixed;left:0;top:0;width:40px;height:40px;z-index:9;background:" + (ok ? "#00ff00" : "#ff0000");
+  document.body.append(mark);
+})();
+</script>"""
+
+
+@pytest.mark.skipif(shutil.which("firefox") is None and shutil.which("firefox-esr") is None,
+                    reason="Firefox is not installed (apt-get install -y firefox-esr): the page is checked in Chromium only")
+def test_firefox_draws_a_case_from_disk(folder, tmp_path):
+    import subprocess
+
+    from matplotlib.image import imread
+
+    copy = tmp_path / "view"
+    shutil.copytree(folder, copy)
+    page = copy / "firefox_check.html"
+    page.write_text((copy / "index.html").read_text().replace("</body>", VERDICT + "\n</body>"))
+    (copy / "tick.js").write_text("window.__tick = 1;\n")
+    shot, profile = tmp_path / "firefox.png", tmp_path / "profile"
+    profile.mkdir()
+    exe = shutil.which("firefox") or shutil.which("firefox-esr")
+    subprocess.run([exe, "--headless", "--no-remote", "--profile", str(profile), "--window-size", "1200,800",
+                    "--screenshot", str(shot), page.as_uri() + "#case=00003_ellipsoid&map=Brightness"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
+    pixel = imread(shot)[5, 5, :3]
+    assert list((pixel * 255).round()) == [0, 255, 0], f"Firefox verdict pixel {pixel} (red: not drawn or an error)"
