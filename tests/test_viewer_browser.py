@@ -120,8 +120,13 @@ def test_the_page_reads_score_codes_as_python_writes_them(folder, page):
 # logged, red otherwise.
 VERDICT = """<script>
 (function hold() {
-  const v = window.moodViewer, done = v.firstPaint !== null || v.errors.length || (window.__ticks = (window.__ticks || 0) + 1) > 3000;
-  if (!done) { const s = document.createElement("script"); s.src = "tick.js?" + window.__ticks; s.onload = hold; document.head.append(s); return; }
+  const v = window.moodViewer;
+  window.__ticks = (window.__ticks || 0) + 1;
+  if (v.firstPaint === null && !v.errors.length && window.__ticks < 3000) {
+    const s = document.createElement("script");
+    s.src = "tick.js?" + window.__ticks; s.onload = hold; document.head.append(s);
+    return;
+  }
   const c = document.querySelector('#planes canvas'), d = c ? c.getContext('2d').getImageData(0, 0, c.width, c.height).data : [];
   let coloured = 0;
   for (let i = 0; i < d.length; i += 4) if (d[i] > d[i + 1]) coloured++;
