@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--demo", type=Path, required=True, help="output folder of 'mood-dpa demo'")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--height", type=int, default=760, help="window height of the measurements and screenshots (CSS pixels)")
     ap.add_argument("--big", type=int, default=0, help="also build an N^3 two-case browser and state its size (e.g. 256)")
     ap.add_argument("--screenshots", type=Path, default=None, help="write the three docs screenshots into this folder")
     args = ap.parse_args(argv)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     index = read_index(viewer)
     rows = []
-    with Chromium(width=1400, height=900) as page:
+    with Chromium(width=1400, height=args.height) as page:
         url = viewer.joinpath("index.html").as_uri()
         t = open_times(page, url, READY, "moodViewer.firstPaint", args.repeats)
         rows.append(("browser: navigation -> first case drawn", f"median {statistics.median(t):.0f} ms, max {max(t):.0f} ms"))
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(p.stat().st_size for p in viewer.rglob("*") if p.is_file())
         rows.append((f"size per case, {shape} ({len(index['methods'])} maps)", f"{parts['whole file'] / 1e6:.3f} MB "
                      f"(the {len(index['cases'])} cases: {total / 1e6:.1f} MB with the page)"))
-        rows += [(f"  of which {k}", f"{v / 1e6:.3f} MB") for k, v in parts.items() if k != "whole file"]
+        rows += [(f"  of which {k}", f"{v / 1e3:.1f} kB") for k, v in parts.items() if k != "whole file"]
         if args.big:
             with tempfile.TemporaryDirectory(prefix="bench_viewer_") as tmp:
                 big = build_big(args.big, Path(tmp))
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 big_parts = case_parts(big, big_index)
                 grid = "x".join(map(str, big_index["cases"][0]["display"]))
                 rows.append((f"size per case, {args.big}^3 shown at {grid} (1 map)", f"{big_parts['whole file'] / 1e6:.3f} MB"))
-                rows += [(f"  of which {k}", f"{v / 1e6:.3f} MB") for k, v in big_parts.items() if k != "whole file"]
+                rows += [(f"  of which {k}", f"{v / 1e3:.1f} kB") for k, v in big_parts.items() if k != "whole file"]
                 t = open_times(page, big.joinpath("index.html").as_uri(), READY, "moodViewer.firstPaint", args.repeats)
                 rows.append((f"browser {args.big}^3: navigation -> first case drawn",
                              f"median {statistics.median(t):.0f} ms, max {max(t):.0f} ms"))
