@@ -10,8 +10,8 @@ Layout (every file is ours, the folder is replaced whole by :func:`write_viewer`
 
 Data comes in through ``<script src>`` files (``window.moodViewerIndex = {...}`` and
 ``moodViewerCase(i, {...})``), because browsers refuse ``fetch`` of ``file://`` URLs and taint canvases
-drawn from ``file://`` images; only the opened case is read, so the first picture is quick however many
-cases the folder holds.
+drawn from ``file://`` images; only the opened case is read, so the first picture waits for the case
+list and one case, not for the whole set.
 """
 
 from __future__ import annotations
