@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                          "slowdown": alone / shared})
             print(f"  {method:12s} {layout:26s} alone {alone:6.2f} steps/s, beside one busy process {shared:6.2f} "
                   f"({alone / shared:.2f}x slower)", flush=True)
-    print(f"\n| method | threads | alone (steps/s) | beside one busy process | slowdown |\n|---|---|---|---|---|")
+    print("\n| method | threads | alone (steps/s) | beside one busy process | slowdown |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['method']} | {r['layout']} | {r['alone']:.2f} | {r['beside_one_busy']:.2f} | {r['slowdown']:.2f}x |")
     print(f"load after: {os.getloadavg()[0]:.2f}")

@@ -33,6 +33,7 @@ from .fit import run_fit
 from .inference.loading import load_detector, seen_kinds
 from .inference.predict import predict_folder
 from .methods.registry import recipes
+from .viewer import Method, find_cases, report_section, write_viewer_files
 from .viz import show_volume
 from .volumes import read_volume
 
@@ -138,10 +139,11 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     detectors = {m: Path(p) for m, p in fit.detectors.items()}
     if fit.detector is not None and fit.detector not in detectors.values():
         detectors["ensemble"] = fit.detector
-    methods, figures, results = [], [], {}
+    methods, figures, results, browsed = [], [], {}, []
     for method, det_path in detectors.items():
         name = display_name(method)
         pred_root = out / "predictions" / method
+        browsed.append(Method(name, pred_root))
         det = load_detector(det_path, device=device)
         summary = _timed(timings, log, f"predict {name}", predict_folder, det, valset / "toy", pred_root, "both",
                          progress=False, on_error=log)
@@ -170,7 +172,13 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
         "metric": "MOOD rules: predictions read as float16, clipped to [0,1]; pooled voxel AP over all cases",
     }
     report = Report("mood-dpa demo report", methods, figures, facts, timings)
-    path = write_report(report, out / "report")
+
+    def case_browser(folder: Path) -> str:  # every test case, browsable, inside the report folder
+        summary = write_viewer_files(folder / "viewer", find_cases(valset / "toy", valset, manifest), browsed,
+                                     title="mood-dpa demo: the test cases", note=BROWSER_NOTE)
+        return report_section(summary)
+
+    path = _timed(timings, log, "report and case browser", write_report, report, out / "report", case_browser)
     write_text(out / "results.json", json.dumps({"plan": asdict(plan), "results": results, "timings": timings}, indent=1))
     return DemoOutcome(out, path, results, timings)
 
@@ -178,6 +186,10 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
 def _note(method: str) -> str:
     return ENSEMBLE[1] if method == "ensemble" else recipes()[method][1].note if method in recipes() else ""
 
+
+BROWSER_NOTE = ("Held-out test cases, never trained or tuned on. Scores are calibrated: 0.5 is about the highest "
+                "score of a normal validation voxel, and each halving below it about doubles the share of normal "
+                "voxels above.")
 
 MARKER = ".mood-dpa-demo"
 #: The folders a demo run makes; a re-run replaces them (and only them).

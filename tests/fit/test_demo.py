@@ -18,6 +18,12 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys
         assert method in html
     assert "AP unseen kinds" in html and "seen</sup>" in html  # the segmenters' trained-on kinds are marked
     assert (out / "report" / "pr_pixel.png").stat().st_size > 1000
+    # the case browser lives in the report folder (it opens from there, offline) and is linked from the report
+    assert "href='viewer/index.html'" in html
+    browser = (out / "report" / "viewer" / "data" / "index.js").read_text()
+    index = json.loads(browser[browser.index("{"): browser.rindex("}") + 1])
+    assert index["methods"] == methods_in_order(html) and len(index["cases"]) == 3 * (1 + len(KINDS))
+    assert all((out / "report" / "viewer" / e["file"]).is_file() for e in index["cases"])
     results = json.loads((out / "results.json").read_text())["results"]
     assert sorted(results) == sorted(methods)
     for method, res in results.items():
@@ -40,6 +46,15 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys
     assert len(train) == 12 and len(sources) == 3 and not train & sources
     ens = (out / "fit" / "detector.yaml").read_text()
     assert "quantile-log-tail" in ens and "member_combine" in ens and "segmenter" in ens
+
+
+def methods_in_order(html: str) -> list[str]:
+    """The method names of the report's first table, in its row order."""
+    import re
+
+    table = html[html.index("<table><tr><th>method</th>"):]
+    table = table[: table.index("</table>")]
+    return re.findall(r"<tr><th>([^<]+)</th><td>", table)
 
 
 def test_demo_presets_and_a_bad_one(tmp_path, cli, capsys):

@@ -20,6 +20,7 @@ from . import detector  # noqa: E402,F401  ensemble, calibrate
 from . import predict  # noqa: E402,F401  predict, submission
 from . import evaluation  # noqa: E402,F401  evaluate, show
 from . import pipeline  # noqa: E402,F401  fit, demo
+from . import view  # noqa: E402,F401  view
 
 
 def main(argv: list[str] | None = None) -> None:

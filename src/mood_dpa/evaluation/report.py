@@ -1,7 +1,8 @@
 """The demo's report: one offline ``report.html`` with tables, precision-recall curves and overlays.
 
-Everything is a static file (PNG + HTML, no scripts, no network) so the folder can be
-zipped, mailed or opened on an air-gapped workstation.
+Everything is a static file (PNG + HTML, no network; the optional case browser in ``viewer/`` is a
+script of the project's own, mood_dpa.viewer) so the folder can be zipped, mailed or opened on an
+air-gapped workstation.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -190,11 +191,15 @@ def _table(methods: Sequence[MethodResult], level: str) -> str:
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child{text-align:left}.small{color:#666;font-size:.9em}figure{display:inline-block;margin:.5em;vertical-align:top}
-figure img{max-width:520px}figcaption{font-size:.9em;color:#444;max-width:520px}"""
+figure img{max-width:520px}figcaption{font-size:.9em;color:#444;max-width:520px}
+a.button{display:inline-block;background:#1f6feb;color:#fff;padding:.3em .9em;border-radius:4px;text-decoration:none;margin-right:.4em}"""
 
 
-def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
-    """Write ``out_dir/report.html`` with its PNGs; the folder is replaced whole on success."""
+def write_report(report: Report, out_dir: str | os.PathLike, extra: Callable[[Path], str] | None = None) -> Path:
+    """Write ``out_dir/report.html`` with its PNGs; the folder is replaced whole on success.
+
+    ``extra(folder)`` may write its own files into the report folder being built and returns HTML placed
+    after the facts (the demo's case browser, mood_dpa.viewer)."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         parts = [f"<!doctype html><meta charset=utf-8><title>{html.escape(report.title)}</title><style>{CSS}</style>",
@@ -202,6 +207,8 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> Path:
         if report.facts:
             parts.append("<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
                                              for k, v in report.facts.items()) + "</table>")
+        if extra is not None:
+            parts.append(extra(tmp))
         for level, what in [("pixel", "Pixel level (voxel scores, pooled AP as in MOOD 2020-2022)"),
                             ("sample", "Sample level (one score per volume)")]:
             parts.append(f"<h2>{what}</h2>" + _table(report.methods, level))

@@ -9,6 +9,7 @@ tissue or a scanner: the kinds (``brain``, ``abdom``) build on these pieces.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 
 def _axis_interp(n_in: int, n_out: int):
@@ -140,8 +141,6 @@ def subject_coords(rng, n: int, max_deg, max_shift: float, scale, warp: float) -
 
 def sampler(field: np.ndarray):
     """Cubic-spline sampler of a periodic field over [-1,1]^3 at arbitrary points."""
-    from scipy import ndimage
-
     coeffs = ndimage.spline_filter(field, order=3, mode="grid-wrap", output=np.float32)
     m = field.shape[0]
 
