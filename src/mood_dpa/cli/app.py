@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from .. import __version__
-
 app = typer.Typer(
     name="mood-dpa",
     help="Find what is unusual in 3-D medical scans: Deep Perceptual Autoencoders, MOOD-challenge compatible.",
@@ -18,7 +16,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"mood-dpa {__version__}")
+        from ..version import version_line
+
+        typer.echo(version_line())
         raise typer.Exit()
 
 
