@@ -4,7 +4,7 @@
 # each of the four run scripts on toy cases. Not part of the test command: it takes minutes.
 #
 #   bash docker/check_container.sh [--demo DIR] [--demo-abdom DIR] [--base-image IMAGE] [--torch cpu|cuda]
-#                                  [--torch-wheel FILE] [--gpu] [--work DIR] [--keep-image]
+#                                  [--torch-wheel FILE] [--gpu] [--work DIR] [--keep-image] [--image IMAGE]
 #
 # --demo DIR        a `mood-dpa demo [--quick] -o DIR` folder: DIR/fit/detector.yaml is the brain
 #                   detector, DIR/valset/toy the cases (default: a --quick demo made in the work folder)
@@ -16,6 +16,7 @@
 # --gpu             pass the GPU through (podman: --device nvidia.com/gpu=all, docker: --gpus all)
 # --work DIR        keep everything there (default: a temporary folder, removed at the end)
 # --keep-image      keep the built image (default: removed at the end)
+# --image IMAGE     test this image (built earlier from the same demo folders) instead of building one
 # Checks, each printed as ok/FAIL: every output's name, shape, dtype and range; nothing written outside
 # /mnt/pred (the engine's diff of the container is empty; IN unchanged); `mood-dpa --version` in the
 # image equals the host's; predictions equal `mood-dpa predict` on the host (max abs difference);
@@ -24,7 +25,7 @@
 # Exit 0 when every check passed, 1 when one failed, 2 on bad usage.
 set -euo pipefail
 HERE=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
-DEMO="" DEMO_ABDOM="" BASE="localhost/mood-dpa-base:bookworm" TORCH="" WHEEL="" GPU=0 WORK="" KEEP_IMAGE=0
+DEMO="" DEMO_ABDOM="" BASE="localhost/mood-dpa-base:bookworm" TORCH="" WHEEL="" GPU=0 WORK="" KEEP_IMAGE=0 GIVEN_IMAGE=""
 die() { echo "error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
         --gpu) GPU=1; shift ;;
         --work) WORK=${2:?}; shift 2 ;;
         --keep-image) KEEP_IMAGE=1; shift ;;
+        --image) GIVEN_IMAGE=${2:?}; KEEP_IMAGE=1; shift 2 ;;
         -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -56,7 +58,7 @@ MADE_WORK=0
 if [ -z "$WORK" ]; then WORK=$(mktemp -d "${TMPDIR:-/tmp}/mood-dpa-check.XXXXXX"); MADE_WORK=1; fi
 mkdir -p "$WORK"
 WORK=$(CDPATH= cd -- "$WORK" && pwd)
-IMAGE=localhost/mood-dpa-check:$$
+IMAGE=${GIVEN_IMAGE:-localhost/mood-dpa-check:$$}
 RUNNING=""
 cleanup() {
     [ -z "$RUNNING" ] || "$ENGINE" rm -f "$RUNNING" >/dev/null 2>&1 || true
@@ -81,34 +83,38 @@ if [ -z "$DEMO" ]; then
 fi
 [ -n "$DEMO_ABDOM" ] || DEMO_ABDOM=$DEMO
 
-# 2. base image and build
+# 2. base image and build (skipped with --image)
 image_exists() { "$ENGINE" image inspect "$1" >/dev/null 2>&1; }
-if ! image_exists "$BASE"; then
-    if [ "$BASE" = localhost/mood-dpa-base:bookworm ]; then
-        sh "$HERE/build_offline_base.sh" "$BASE"
-    else
-        "$ENGINE" pull "$BASE" || die "cannot pull $BASE; make a base image with docker/build_offline_base.sh"
+build_image() {
+    if ! image_exists "$BASE"; then
+        if [ "$BASE" = localhost/mood-dpa-base:bookworm ]; then
+            sh "$HERE/build_offline_base.sh" "$BASE"
+        else
+            "$ENGINE" pull "$BASE" || die "cannot pull $BASE; make a base image with docker/build_offline_base.sh"
+        fi
     fi
-fi
-SUBMIT=(submission -o "$WORK/context" --base-image "$BASE"
-        --brain-pixel "$DEMO/fit/detector.yaml" --brain-sample "$DEMO/fit/detector.yaml"
-        --abdom-pixel "$DEMO_ABDOM/fit/detector.yaml" --abdom-sample "$DEMO_ABDOM/fit/detector.yaml")
-[ -z "$WHEEL" ] || SUBMIT+=(--torch-wheel "$WHEEL")
-rm -rf "$WORK/context"
-"$BIN" "${SUBMIT[@]}"
-BUILD=(build --network host --build-arg "TORCH=$TORCH" -t "$IMAGE")
-[ "$ENGINE" = podman ] && BUILD+=(--layers=false)
-if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then  # a TLS-intercepting proxy's CA, for this build only
-    if [ "$ENGINE" = podman ]; then BUILD+=(--volume "$PIP_CERT:/run/host-ca.pem:ro" --build-arg PIP_CERT=/run/host-ca.pem)
-    else echo "note: PIP_CERT is set but docker build cannot mount it; the build uses the image's own certificates"; fi
-fi
-echo "building $IMAGE (TORCH=$TORCH, FROM $BASE) ..."
-T=$(now)
-"$ENGINE" "${BUILD[@]}" "$WORK/context" > "$WORK/build.log" 2>&1 || { tail -20 "$WORK/build.log"; die "the build failed (log: $WORK/build.log)"; }
-echo "built in $(since "$T") s"
+    local submit=(submission -o "$WORK/context" --base-image "$BASE"
+                  --brain-pixel "$DEMO/fit/detector.yaml" --brain-sample "$DEMO/fit/detector.yaml"
+                  --abdom-pixel "$DEMO_ABDOM/fit/detector.yaml" --abdom-sample "$DEMO_ABDOM/fit/detector.yaml")
+    [ -z "$WHEEL" ] || submit+=(--torch-wheel "$WHEEL")
+    rm -rf "$WORK/context"
+    "$BIN" "${submit[@]}"
+    local build=(build --network host --build-arg "TORCH=$TORCH" -t "$IMAGE")
+    [ "$ENGINE" = podman ] && build+=(--layers=false)
+    if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then  # a TLS-intercepting proxy's CA, for this build only
+        if [ "$ENGINE" = podman ]; then build+=(--volume "$PIP_CERT:/run/host-ca.pem:ro" --build-arg PIP_CERT=/run/host-ca.pem)
+        else echo "note: PIP_CERT is set but docker build cannot mount it; the build uses the image's own certificates"; fi
+    fi
+    echo "building $IMAGE (TORCH=$TORCH, FROM $BASE) ..."
+    local t; t=$(now)
+    "$ENGINE" "${build[@]}" "$WORK/context" > "$WORK/build.log" 2>&1 || { tail -20 "$WORK/build.log"; die "the build failed (log: $WORK/build.log)"; }
+    echo "built in $(since "$t") s"
+}
+[ -n "$GIVEN_IMAGE" ] || build_image
+image_exists "$IMAGE" || die "no image $IMAGE"
 SIZE=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
-BASE_SIZE=$("$ENGINE" image inspect --format '{{.Size}}' "$BASE")
-RUN=(run --read-only --network none)
+BASE_SIZE=$("$ENGINE" image inspect --format '{{.Size}}' "$BASE" 2>/dev/null || echo 0)
+RUN=(--read-only --network none)
 [ "$ENGINE" = podman ] && RUN+=(--read-only-tmpfs=false)  # as docker's --read-only: no writable /tmp, /run
 if [ "$GPU" -eq 1 ]; then
     if [ "$ENGINE" = podman ]; then RUN+=(--device nvidia.com/gpu=all); else RUN+=(--gpus all); fi
