@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
         --work) WORK=${2:?}; shift 2 ;;
         --keep-image) KEEP_IMAGE=1; shift ;;
         --image) GIVEN_IMAGE=${2:?}; KEEP_IMAGE=1; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -142,7 +142,7 @@ run_script() {  # run_script NAME IN OUT [extra engine options]: runs the script
     "$ENGINE" run --name "$RUNNING" "${RUN[@]}" "$@" -v "$in:/mnt/data:ro" -v "$out:/mnt/pred" "$IMAGE" \
         sh "/workspace/run_$name.sh" /mnt/data /mnt/pred
 }
-printf '%-14s %6s %9s %10s %10s %11s\n' script cases "1 case s" "all s" "s/volume" "start-up s" > "$WORK/timing.txt"
+printf '%-14s %6s %9s %10s %10s %11s %13s\n' script cases "1 case s" "all s" "s/volume" "start-up s" "host predict s" > "$WORK/timing.txt"
 for name in pixel_brain sample_brain pixel_abdom sample_abdom; do
     task=${name%_*}; dataset=${name#*_}
     demo=$DEMO; [ "$dataset" = abdom ] && demo=$DEMO_ABDOM
@@ -165,13 +165,13 @@ for name in pixel_brain sample_brain pixel_abdom sample_abdom; do
     if [ -z "$changed" ]; then report "ok $name: nothing written outside /mnt/pred"; else report "FAIL $name wrote outside /mnt/pred: $(echo "$changed" | head -3 | tr '\n' ' ')"; fi
     [ "$before" = "$(snapshot "$in")" ] || report "FAIL $name: the input folder changed"
     host=$WORK/host/$name
-    "$BIN" predict --model "$demo/fit/detector.yaml" --task "$task" -i "$in" -o "$host" --no-record > /dev/null
+    T=$(now); "$BIN" predict --model "$demo/fit/detector.yaml" --task "$task" -i "$in" -o "$host" --no-record > /dev/null; TH=$(since "$T")
     report "$("$PY" "$HERE/check_outputs.py" --task "$task" --input "$in" --output "$out" --host "$host") [$name]"
     "$BIN" evaluate --pred "$out" --labels "$demo/valset" --task "$task" > "$WORK/$name.eval" 2>&1 || true
     echo "  MOOD evaluation of the container's $name outputs: $(grep -m1 -E "^$task AP" "$WORK/$name.eval" || tail -1 "$WORK/$name.eval")"
-    awk -v s="$name" -v n="$n" -v a="$T1" -v b="$TN" 'BEGIN { v = (b - a) / (n - 1); printf "%-14s %6d %9.1f %10.1f %10.2f %11.1f\n", s, n, a, b, v, a - v }' >> "$WORK/timing.txt"
+    awk -v s="$name" -v n="$n" -v a="$T1" -v b="$TN" -v h="$TH" 'BEGIN { v = (b - a) / (n - 1); printf "%-14s %6d %9.1f %10.1f %10.2f %11.1f %13.1f\n", s, n, a, b, v, a - v, h }' >> "$WORK/timing.txt"
 done
-echo "timing (wall clock; start-up = one case minus one volume's share):"
+echo "timing (wall clock; start-up = one case minus one volume's share: container, interpreter, loading the detector; host predict: the same cases outside the container):"
 cat "$WORK/timing.txt"
 
 # 5. stopped mid-run: SIGTERM (then SIGKILL after 10 s) must leave OUT empty; after a kill, the next run cleans up

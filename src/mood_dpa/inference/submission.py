@@ -112,9 +112,22 @@ def write_dockerfile(template: Path, dest: Path, base_image: str) -> None:
     dest.write_text("".join(lines))
 
 
+def check_torch_wheel(torch_wheel: Path) -> Path:
+    """Refuse a file that is not a torch wheel of the version this installation pins."""
+    from .image_requirements import public_version, runtime_requirements
+
+    match = _TORCH_WHEEL.match(torch_wheel.name)
+    if not torch_wheel.is_file() or match is None:
+        raise MoodError(f"--torch-wheel {torch_wheel}: not a torch wheel file (torch-VERSION-...whl)")
+    pinned = next((line.split("==", 1)[1] for line in runtime_requirements() if line.startswith("torch==")), None)
+    if pinned is not None and public_version(match.group("version")) != pinned:
+        raise MoodError(f"--torch-wheel {torch_wheel.name}: torch {match.group('version')}, but this installation uses torch {pinned}")
+    return torch_wheel
+
+
 def _write_requirements(ctx: Path, torch_wheel: Path | None) -> None:
     """requirements.txt, constraints.txt and wheels/ (see mood_dpa.inference.image_requirements)."""
-    from .image_requirements import pinned_closure, public_version, runtime_requirements
+    from .image_requirements import pinned_closure, runtime_requirements
 
     requirements = runtime_requirements()
     (ctx / "requirements.txt").write_text("".join(f"{line}\n" for line in requirements))
@@ -122,15 +135,8 @@ def _write_requirements(ctx: Path, torch_wheel: Path | None) -> None:
     wheels = ctx / "wheels"
     wheels.mkdir()
     (wheels / "README.txt").write_text("A torch wheel here is installed instead of downloading torch (see the Dockerfile).\n")
-    if torch_wheel is None:
-        return
-    match = _TORCH_WHEEL.match(torch_wheel.name)
-    if not torch_wheel.is_file() or match is None:
-        raise MoodError(f"--torch-wheel {torch_wheel}: not a torch wheel file (torch-VERSION-...whl)")
-    pinned = next((line.split("==", 1)[1] for line in requirements if line.startswith("torch==")), None)
-    if pinned is not None and public_version(match.group("version")) != pinned:
-        raise MoodError(f"--torch-wheel {torch_wheel.name}: torch {match.group('version')}, but this installation uses torch {pinned}")
-    shutil.copyfile(torch_wheel, wheels / torch_wheel.name)
+    if torch_wheel is not None:
+        shutil.copyfile(check_torch_wheel(torch_wheel), wheels / torch_wheel.name)
 
 
 def _copy_source(root: Path, dest: Path) -> None:
@@ -167,6 +173,8 @@ def build_submission(
     if missing or extra:
         raise MoodError(f"submission needs exactly the slots {', '.join(SLOTS)} (missing {missing}, unknown {extra})")
     check_base_image(base_image)
+    if torch_wheel is not None:
+        check_torch_wheel(Path(torch_wheel))
     root = Path(source) if source is not None else project_root()
     if root is None or not (root / "src" / "mood_dpa").is_dir():
         raise MoodError("cannot find the mood-dpa source to install in the image; give --source PROJECT_FOLDER")
