@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from .. import __version__
-
 app = typer.Typer(
     name="mood-dpa",
     help="Find what is unusual in 3-D medical scans without being shown an anomaly: self-supervised anomaly segmenters (2-D and 3-D), the Deep Perceptual Autoencoder and intensity-histogram baselines, one calibrated detector, the exact MOOD evaluator.",
@@ -18,7 +16,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"mood-dpa {__version__}")
+        from ..version import version_line
+
+        typer.echo(version_line())
         raise typer.Exit()
 
 

@@ -59,12 +59,17 @@ def submission_cmd(
     abdom_sample: Path = typer.Option(..., "--abdom-sample", help="Model for abdomen / sample."),
     source: Optional[Path] = typer.Option(None, "--source", help="mood-dpa project folder to install in the image (default: this checkout)."),
     allow_uncalibrated: bool = typer.Option(False, "--allow-uncalibrated", help="Accept detector files without a fitted calibration."),
+    base_image: str = typer.Option("python:3.11-slim", "--base-image", help="The image to build on (the Dockerfile's FROM); where no registry can be reached, make one with docker/build_offline_base.sh."),
+    torch_wheel: Optional[Path] = typer.Option(None, "--torch-wheel", help="A torch wheel to install in the image instead of downloading torch (e.g. a CPU build where the PyTorch index cannot be reached)."),
     overwrite: bool = OVERWRITE_OPTION,
 ) -> None:
-    """Assemble the MOOD docker build context: Dockerfile, the four run scripts, the models and this package."""
-    from ..inference.submission import build_submission
+    """Assemble the MOOD docker build context: Dockerfile, the four run scripts, the models and this package.
+
+    Build it with `docker build -t mood-dpa-submission OUT` (torch from PyPI, with CUDA) or with `--build-arg TORCH=cpu` (the CPU-only build, a much smaller image)."""
+    from ..inference.submission import build_submission, check_base_image
     from ..outputs import prepare_output_dir
 
+    check_base_image(base_image)
     prepare_output_dir(out, inputs=[brain_pixel, brain_sample, abdom_pixel, abdom_sample], overwrite=overwrite, replace=True)
 
     info = build_submission(
@@ -72,6 +77,8 @@ def submission_cmd(
         {"pixel_brain": brain_pixel, "sample_brain": brain_sample, "pixel_abdom": abdom_pixel, "sample_abdom": abdom_sample},
         source=source,
         allow_uncalibrated=allow_uncalibrated,
+        base_image=base_image,
+        torch_wheel=torch_wheel,
     )
     typer.echo(
         f"wrote the submission build context to {out} ({info['files']} files, {info['megabytes']:.1f} MB); "
