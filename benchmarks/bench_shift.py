@@ -64,6 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of every step (default: torch's choice)")
     ap.add_argument("--seed", type=int, default=0, help="phantoms, folds, training and test sets")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                    help="fit's --set: override a method's config (repeatable)")
+    ap.add_argument("--held-out", default=None, help="fit's --held-out: none, each, or family groups a+b,c")
+    ap.add_argument("--tuning-kinds", default=None, help="fit's --tuning-kinds (default: the training families)")
     args = ap.parse_args(argv)
     if args.out is None and args.table is None:
         ap.error("-o/--out is required (or --table SHIFT_JSON)")
@@ -114,7 +118,8 @@ def check_setting(args) -> dict:
     from mood_dpa.data.synth.layout import parse_kinds
 
     setting = {"kind": args.kind, "volumes": args.volumes, "test": args.test, "size": args.size, "preset": args.preset,
-               "methods": args.methods, "kinds": parse_kinds(args.kinds), "seed": args.seed}
+               "methods": args.methods, "kinds": parse_kinds(args.kinds), "seed": args.seed,
+               "overrides": args.overrides, "held_out": args.held_out, "tuning_kinds": args.tuning_kinds}
     path = args.out / SETTING_FILE
     if path.is_file():
         old = json.loads(path.read_text())
@@ -163,6 +168,7 @@ def fit_population(args, population: int, log) -> dict[str, Path]:
     volumes = training_volumes(args, population, log)
     fit = run_fit(volumes, args.out / f"pop{population:02d}" / "fit", preset=args.preset, methods=args.methods,
                   kind=args.kind, seed=args.seed, device=args.device, threads=args.threads, report=False,
+                  overrides=args.overrides, held_out=args.held_out, tuning_kinds=args.tuning_kinds,
                   log=lambda msg: log("    " + msg))
     detectors = {m: Path(p) for m, p in fit.detectors.items()}
     if fit.detector is not None and Path(fit.detector) not in detectors.values():

@@ -87,8 +87,20 @@ def set_threads(threads: Optional[int]) -> Optional[int]:
     return n
 
 
+#: The last signal that interrupted this process (a library that catches the interrupt, as Lightning
+#: does, loses it; :func:`interruption` gives it back).
+_last_signal: int | None = None
+
+
 def _raise_interrupt(signum, frame):  # noqa: ARG001
+    global _last_signal
+    _last_signal = signum
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interruption() -> KeyboardInterrupt:
+    """The interrupt to raise again after a library swallowed it (``signal N`` when a signal caused it)."""
+    return KeyboardInterrupt(f"signal {_last_signal}" if _last_signal is not None else "")
 
 
 def handle_sigterm() -> None:

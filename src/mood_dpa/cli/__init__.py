@@ -53,15 +53,25 @@ def main(argv: list[str] | None = None) -> None:
     except MoodError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort) as exc:
-        why = str(exc) if isinstance(exc, KeyboardInterrupt) and str(exc) else "Ctrl-C"
-        print(f"interrupted ({'SIGTERM' if why == 'signal 15' else why}); finished outputs are kept, unfinished ones "
-              "were removed (rerun the same command to continue)", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):
+        _interrupted()
     except OSError as exc:
         if debug:
             raise
         what = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"error: {what}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(2)
+    if code == 130:  # typer turns an interrupt inside a command into exit code 130, silently
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> None:
+    """Ctrl-C or SIGTERM: one line saying so, exit 130 (the atomic writers removed their temporaries)."""
+    from ..runtime import interruption
+
+    why = str(interruption())
+    why = "SIGTERM" if why == "signal 15" else (why or "Ctrl-C")
+    print(f"interrupted ({why}): finished outputs are kept, unfinished ones were removed; rerun the same command "
+          "to continue", file=sys.stderr)
+    sys.exit(130)

@@ -7,7 +7,7 @@ Library modules are imported inside the commands (start-up time: ``mood-dpa --he
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -29,6 +29,8 @@ def fit_cmd(
     device: Optional[str] = device_option("auto (default: a GPU when present), cpu or gpu (cuda).", index=False),
     threads: Optional[int] = THREADS_OPTION,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the validation report on the tuning set."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="METHOD.KEY=VALUE",
+                                             help="Override a method's config, e.g. --set segmenter2d.optim.max_steps=5000 (or simclr.KEY=VALUE). Repeatable."),
     overwrite: bool = OVERWRITE_OPTION,
     no_range_check: bool = NO_RANGE_CHECK_OPTION,
 ) -> None:
@@ -43,7 +45,7 @@ def fit_cmd(
     threads = set_threads(threads)
     range_check(no_range_check)
     outcome = run_fit(data, out, preset=preset, methods=method, kind=kind, seed=seed, device=device, threads=threads,
-                      report=report, overwrite=overwrite, log=typer.echo)
+                      report=report, overwrite=overwrite, overrides=set_ or (), log=typer.echo)
     for name, path in outcome.detectors.items():
         typer.echo(f"  detector {name}: {path}")
     if outcome.report is not None:

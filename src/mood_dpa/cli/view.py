@@ -1,4 +1,5 @@
-"""Command ``view``: the case browser for any folder of volumes and one or more prediction folders."""
+"""Command ``view``: the case browser for any folder of volumes and one or more prediction folders (library
+modules are imported inside the command: start-up time of ``mood-dpa --help``)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 from ..data.folds import make_folds, read_folds, write_folds_csv
 from ..data.slices import SliceRule, build_store
-from ..data.synth.layout import LOCAL_KINDS, make_synthetic_set
+from ..data.synth.layout import make_synthetic_set, parse_kinds
 from ..errors import MoodError
 from ..methods.registry import recipe, recipes
 from ..outputs import mark_output_dir, prepare_output_dir
@@ -38,6 +38,7 @@ from .presets import ALL, AXES, PRESETS, Preset
 from .presets import preset as preset_named
 from .state import STATE_FILE, FitState, Stages, fingerprint
 from .train import FitContext, train_recipe
+from .tuning_set import make_family_tuning_set
 
 __all__ = ["run_fit", "FitOutcome", "parse_methods", "PRESETS", "Preset", "AXES", "STATE_FILE"]
 
@@ -66,6 +67,35 @@ def parse_methods(value: str | Sequence[str] | None, plan: Preset) -> tuple[str,
     return tuple(m for m in known if m in names)
 
 
+def parse_overrides(items: Sequence[str], chosen: Sequence[str]) -> dict[str, list[str]]:
+    """``RECIPE.key=value`` strings -> {recipe: ["key=value", ...]}; the recipe must be one this fit trains."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        head, sep, rest = item.partition(".")
+        if not sep or "=" not in rest:
+            raise MoodError(f"--set {item!r}: expected METHOD.key=value (e.g. segmenter2d.optim.max_steps=5000)")
+        if head not in (*chosen, "simclr"):
+            raise MoodError(f"--set {item!r}: {head} is not trained by this fit (methods: {', '.join(chosen)}; or simclr)")
+        out.setdefault(head, []).append(rest)
+    return out
+
+
+def parse_held_out(value: str | None) -> tuple[tuple[str, ...], ...]:
+    """``none`` / None -> (); ``each`` -> one group per family; ``a+b,c`` -> the groups as given (checked)."""
+    from ..methods.segmenter.anomalies import FAMILIES
+
+    if value is None or value.strip().lower() in ("", "none"):
+        return ()
+    if value.strip().lower() == "each":
+        return tuple((f,) for f in FAMILIES)
+    groups = tuple(tuple(f.strip() for f in g.split("+") if f.strip()) for g in value.split(",") if g.strip())
+    unknown = sorted({f for g in groups for f in g} - set(FAMILIES))
+    if unknown or not groups or any(not g for g in groups):
+        raise MoodError(f"--held-out {value!r}: expected none, each, or groups like fpi+poisson,intensity "
+                        f"(families: {', '.join(FAMILIES)})")
+    return groups
+
+
 def run_fit(
     data: str | Path,
     out: str | Path,
@@ -78,9 +108,17 @@ def run_fit(
     threads: int | None = None,
     report: bool = True,
     overwrite: bool = False,
+    overrides: Sequence[str] = (),
+    tuning_kinds: str | None = None,
+    held_out: str | None = None,
     log: Callable[[str], None] = print,
 ) -> FitOutcome:
-    """Train every requested recipe on the volumes in ``data`` and write detectors into ``out``."""
+    """Train every requested recipe on the volumes in ``data`` and write detectors into ``out``.
+    ``overrides``: ``RECIPE.key=value`` (or ``simclr.key=value``) config overrides, applied last.
+    ``tuning_kinds``: make the tuning set from these evaluation kinds of ``synth`` (the old way) instead of
+    the training anomaly families (:mod:`.tuning_set`). ``held_out``: train each family recipe once without
+    each family (``each``) or each ``+``-joined group of a comma list, validating each run on what it left
+    out, and average the runs (None: the preset's choice; ``none``: one run)."""
     plan = preset_named(preset)
     if kind not in AXES:
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
@@ -94,8 +132,12 @@ def run_fit(
         raise MoodError(f"{data}: {len(vols)} volumes are too few for {plan.n_folds} folds (need at least {2 * plan.n_folds})")
     prepare_output_dir(out, inputs=[data], overwrite=overwrite)
     out = mark_output_dir(out)
+    per_recipe = parse_overrides(overrides, chosen)
     options = {"data": str(data), "preset": preset, "methods": list(chosen), "kind": kind, "seed": seed,
-               "volumes": fingerprint(vols)}
+               "overrides": list(overrides), "tuning": tuning_kinds or "families", "volumes": fingerprint(vols)}
+    kinds = parse_kinds(tuning_kinds) if tuning_kinds else None
+    groups = parse_held_out(plan.held_out if held_out is None else held_out)
+    options["held_out"] = ["+".join(g) for g in groups]
     stage = Stages(FitState(out, options), log)
     log(f"mood-dpa fit ({preset}: {plan.description}): {len(vols)} {kind} volumes, methods {', '.join(chosen)}, into {out}")
 
@@ -113,10 +155,14 @@ def run_fit(
                 build_store(vols, out / "slices" / f"axis_{a}", a, plan.slice_size, SliceRule()).path)))
 
     tuning = out / "tuning"
-    stage("tuning set", lambda: len(make_synthetic_set(
-        val_vols, tuning, list(LOCAL_KINDS), (1, 1), seed + 1000, cases_per_volume=plan.tuning_per_volume, progress=False)))
+    if kinds is None:  # the training families: no evaluation kind takes part in any choice
+        stage("tuning set", lambda: make_family_tuning_set(val_vols, tuning, seed + 1000, plan.tuning_per_volume))
+    else:
+        stage("tuning set", lambda: len(make_synthetic_set(
+            val_vols, tuning, kinds, (1, 1), seed + 1000, cases_per_volume=plan.tuning_per_volume and min(plan.tuning_per_volume, len(kinds)),
+            progress=False)))
 
-    ctx = FitContext(stage, plan, kind, out, folds_csv, stores, train_vols, seed, device, threads)
+    ctx = FitContext(stage, plan, kind, out, folds_csv, stores, train_vols, seed, device, threads, per_recipe, groups)
     models = {m: train_recipe(*recipe(m), ctx) for m in chosen}
 
     detectors: dict[str, str] = {}

@@ -30,6 +30,7 @@ class Preset:
     simclr_overrides: tuple[str, ...] = ()
     tuning_per_volume: int | None = 1  # tuning cases per validation volume (None: one of every kind)
     description: str = ""
+    held_out: str = "none"  # family recipes: none, each, or groups "a+b,c" (fit.parse_held_out)
 
 
 _SIMCLR_CPU = ("optim.epochs=20", "optim.max_steps=2000")

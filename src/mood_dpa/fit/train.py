@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -43,6 +43,8 @@ class FitContext:
     seed: int
     device: str | None
     threads: int | None
+    overrides: dict[str, list[str]] = field(default_factory=dict)  # recipe (or "simclr") -> --set overrides, last
+    held_out: tuple[tuple[str, ...], ...] = ()  # family groups: one run of a family recipe without each group
 
 
 def config_path(template: str, kind: str, axis: int | None = None) -> Path:
@@ -100,7 +102,7 @@ def simclr_backbone(ctx: FitContext) -> Path:
 
     def go() -> str:
         over = common_overrides(run_dir, ctx) + stores_overrides(list(ctx.stores.values()), ctx.folds_csv)
-        over += list(ctx.plan.simclr_overrides)
+        over += list(ctx.plan.simclr_overrides) + ctx.overrides.get("simclr", [])
         cfg = load_config(SimCLRConfig, config_path(ctx.plan.simclr_config, ctx.kind), over)
         vgg = run_dir / "vgg19_simclr.pt"
         if vgg.is_file() and (run_dir / "summary.json").is_file():
@@ -130,11 +132,23 @@ def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[st
             over += list(recipe.overrides.get(ctx.plan.name, ()))
             if vgg is not None:
                 over.append(f"loss.vgg={vgg}")
+            over += ctx.overrides.get(recipe.name, [])
             cfg = load_config(entry.config, config_path(template, ctx.kind, axis), over)
             return train_resumable(entry.train, cfg, run_dir)
 
         return ctx.stage(stage_name, go)
 
+    if recipe.families and ctx.held_out:
+        if recipe.data != "volumes":
+            data = stores_overrides(list(ctx.stores.values()), ctx.folds_csv) + [size]
+        else:
+            data = [f"data.volumes={Path(ctx.train_vols[0]).parent}", f"data.folds={ctx.folds_csv}", "data.fold=0"]
+        files = []
+        for group in ctx.held_out:  # each run trains without the group and validates (early stopping) on it alone
+            tag = "+".join(group)
+            over = data + [f"anomalies.{f}=0" for f in group] + [f"anomalies.val_families={json.dumps(list(group))}"]
+            files.append(one(f"train {recipe.name} without {tag}", ctx.out / "runs" / f"{recipe.name}_without_{tag}", None, over))
+        return files
     if recipe.data == "axis_stores":
         return [one(f"train {recipe.name} axis {a}", ctx.out / "runs" / f"{recipe.name}_axis{a}", a,
                     stores_overrides([store], ctx.folds_csv) + [size, f"name={recipe.name}_axis{a}"])

@@ -63,6 +63,7 @@ class Recipe:
     member: bool = True  # joins fit's cross-method detector
     fitter: str | None = None
     note: str = ""  # one line for the report
+    families: bool = False  # trains on synthesised anomaly families: fit can hold families out (held-out runs)
 
     @property
     def fit(self) -> Callable[..., Path] | None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from ..models.backbones.vgg19 import save_vgg_features
 from ..outputs import mark_output_dir
 from ..progress import enabled
 from ..ranks import global_rank
+from ..runtime import interruption
 from .config import SimCLRConfig, TrainerConfig
 from .data import SliceDataModule
 from .simclr import SimCLRModule
@@ -224,7 +227,18 @@ def _fit(trainer: Any, module: Any, data: Any, ckpt: Path | None) -> tuple[int, 
     if ckpt is not None:
         start_step = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    except SystemExit:
+        # Lightning turns Ctrl-C / SIGTERM into sys.exit(1) after its own clean-up; end like any command does
+        # on an interrupt (exit 130 with a message; the checkpoints stay for the rerun)
+        if trainer.interrupted:
+            raise interruption() from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)  # Lightning sets Ctrl-C to be ignored while it shuts down
     return int(trainer.global_step) - start_step, time.perf_counter() - t0
 
 

@@ -247,11 +247,12 @@ def make_synthetic_set(
                         "params": json.dumps(record["regions"]),
                     },
                 )
-        _write_manifest(tmp / "manifest.csv", rows)
+        write_manifest(tmp / "manifest.csv", rows)
     return rows
 
 
-def _write_manifest(path: Path, rows: list[dict]) -> None:
+def write_manifest(path: Path, rows: list[dict]) -> None:
+    """Write a manifest.csv (the columns of :data:`MANIFEST_FIELDS`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
     writer.writeheader()

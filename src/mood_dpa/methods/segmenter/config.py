@@ -11,7 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
 from ...training.config import DataConfig, StepBudgetConfig, TrainerConfig
-from .anomalies import AnomalySettings
+from .anomalies import FAMILIES, AnomalySettings
+from .appearance import AppearanceSettings
 
 
 class VolumeDataConfig(StrictModel):
@@ -57,22 +58,54 @@ class AnomalyConfig(StrictModel):
     fpi: float = Field(0.45, ge=0, description="relative weight: foreign patch of another image, alpha ~ U(0,1)")
     poisson: float = Field(0.2, ge=0, description="relative weight: gradient-domain (Poisson-style) blend of another image")
     intensity: float = Field(0.35, ge=0, description="relative weight: offset, gamma, local noise, blur, sharpen")
+    deform: float = Field(0.0, ge=0, description="relative weight: radial sink / source displacement inside the region")
+    lesion: float = Field(0.0, ge=0, description="relative weight: a smooth hypo- or hyper-intense lesion with soft edges")
     radius: tuple[float, float] = Field((0.04, 0.25), description="component radius range, fraction of the image side")
     max_components: int = Field(3, ge=1, description="components (ellipsoids / noise blobs) per region, 1..this")
     noise_shape_p: float = Field(0.4, ge=0, le=1, description="share of components that are thresholded smooth noise")
+    tube_p: float = Field(0.0, ge=0, le=1, description="share of components that are thin bent tubes")
+    difference_p: float = Field(0.0, ge=0, le=1, description="share of regions with another ellipsoid cut out (crescents, rings)")
     foreground_p: float = Field(0.9, ge=0, le=1, description="share of regions cut to the foreground (x > 0)")
     eps: float = Field(1e-3, gt=0, description="a voxel counts as changed (label > 0) when |x' - x| exceeds this")
+    val_families: Optional[list[str]] = Field(
+        None, description="validate (early stopping, best checkpoint) on these families only, e.g. the one held out of "
+                          "training; None: on the training mix")
 
     @model_validator(mode="after")
     def _some_family(self) -> "AnomalyConfig":
-        if self.fpi + self.poisson + self.intensity <= 0:
-            raise ValueError("at least one of fpi, poisson, intensity must be > 0")
+        if self.fpi + self.poisson + self.intensity + self.deform + self.lesion <= 0:
+            raise ValueError("at least one family weight (fpi, poisson, intensity, deform, lesion) must be > 0")
+        unknown = sorted(set(self.val_families or ()) - set(FAMILIES))
+        if unknown or self.val_families == []:
+            raise ValueError(f"val_families: unknown or empty ({', '.join(unknown)}); choose from {', '.join(FAMILIES)}")
         if not 0 < self.radius[0] <= self.radius[1]:
             raise ValueError("radius must be (low, high) with 0 < low <= high")
         return self
 
     def settings(self) -> AnomalySettings:
-        return AnomalySettings(**self.model_dump())
+        """The training generator's settings."""
+        return AnomalySettings(**self.model_dump(exclude={"val_families"}))
+
+    def validation_settings(self) -> AnomalySettings:
+        """The validation generator's: the training mix, or only ``val_families`` (each at weight 1)."""
+        if self.val_families is None:
+            return self.settings()
+        only = {f: (1.0 if f in self.val_families else 0.0) for f in FAMILIES}
+        return AnomalySettings(**{**self.model_dump(exclude={"val_families"}), **only})
+
+
+class AppearanceConfig(StrictModel):
+    """Another scanner for the same anatomy (:mod:`.appearance`): global changes applied after the anomaly."""
+
+    p: float = Field(0.0, ge=0, le=1, description="share of training images whose appearance changes (0: off)")
+    gamma: float = Field(0.3, ge=0, description="gamma = exp(U(-gamma, gamma))")
+    contrast: float = Field(0.3, ge=0, description="tissue contrast x exp(U(-contrast, contrast)) around a level U(0.3, 0.7)")
+    bias: float = Field(0.3, ge=0, description="amplitude of a smooth multiplicative bias field")
+    noise: float = Field(0.03, ge=0, description="largest std of added Gaussian noise on the foreground")
+    blur: float = Field(1.0, ge=0, description="largest Gaussian blur sigma (voxels)")
+
+    def settings(self) -> AppearanceSettings:
+        return AppearanceSettings(**self.model_dump())
 
 
 #: The segmenter's budget defaults (the base's are the seed DPA's).
@@ -109,6 +142,7 @@ class SegmenterTrainConfig(StrictModel):
     data: DataConfig | VolumeDataConfig = Field(description="2-D: slice stores (DataConfig); 3-D: a volume folder and folds")
     model: SegmenterModelConfig = SegmenterModelConfig()
     anomalies: AnomalyConfig = AnomalyConfig()
+    appearance: AppearanceConfig = AppearanceConfig()
     optim: SegmenterOptimConfig = SegmenterOptimConfig()
     trainer: TrainerConfig = TrainerConfig()
 

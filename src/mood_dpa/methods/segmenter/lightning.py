@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ...errors import MoodError
 from ...training.module import ConfigModule
 from .anomalies import AnomalyGenerator
+from .appearance import change_appearance
 from .config import SegmenterTrainConfig
 from .model import SegmenterNet
 
@@ -42,6 +43,8 @@ class SegmenterModule(ConfigModule):
         m = self.cfg.model
         self.net = SegmenterNet(self.cfg.dim, m.features, m.dropout, seed=self.cfg.trainer.seed)
         self.generator = AnomalyGenerator(self.cfg.anomalies.settings())
+        self.val_generator = AnomalyGenerator(self.cfg.anomalies.validation_settings())
+        self.appearance = self.cfg.appearance.settings()
         self._gen: torch.Generator | None = None
         self._gen_state: torch.Tensor | None = None
 
@@ -66,7 +69,9 @@ class SegmenterModule(ConfigModule):
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        x, target = self.generator(batch, self._train_gen(batch.device))
+        gen = self._train_gen(batch.device)
+        x, target = self.generator(batch, gen)
+        x = change_appearance(x, gen, self.appearance)  # after the anomaly: the target is untouched
         loss = segmentation_loss(self.net(x), target, self.cfg.optim.dice_weight)
         if batch.device.type == "cpu" or self.global_step % self.cfg.trainer.log_every == 0:
             value = float(loss.detach())
@@ -78,7 +83,7 @@ class SegmenterModule(ConfigModule):
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         gen = torch.Generator(device=batch.device)
         gen.manual_seed(int(self.cfg.optim.val_seed) * 1_000_003 + batch_idx * 4099 + int(self.global_rank))
-        x, target = self.generator(batch, gen)
+        x, target = self.val_generator(batch, gen)
         loss = segmentation_loss(self.net(x), target, self.cfg.optim.dice_weight)
         self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch.shape[0])
 

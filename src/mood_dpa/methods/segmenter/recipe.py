@@ -4,13 +4,17 @@ evaluation kinds a trained segmenter has seen (the anomaly families its generato
 from typing import Any, Mapping
 
 from ..registry import Recipe
+from .settings import (  # torch-free: the registry reads this module cheaply
+    FAMILY_KINDS,
+    AnomalySettings,
+)
 
 _CPU_2D = ("optim.max_steps=20000", "optim.val_every=500", "optim.patience=6")
 _CPU_3D = ("optim.max_steps=10000", "optim.val_every=500", "optim.patience=6")
 
 RECIPES = (
     Recipe(
-        "segmenter2d", "Segmenter 2-D", "all_stores",
+        "segmenter2d", "Segmenter 2-D", "all_stores", families=True,
         configs={"demo": "segmenter/demo_2d.yaml", "seed": "segmenter/mood_{kind}_2d.yaml"},
         overrides={"quick": ("optim.max_steps=40", "optim.val_every=20"), "demo": ("optim.max_steps=2500",),
                    "cpu": _CPU_2D, "long": _CPU_2D},
@@ -18,7 +22,7 @@ RECIPES = (
              "slices (foreign patches, Poisson blends, intensity and texture changes).",
     ),
     Recipe(
-        "segmenter3d", "Segmenter 3-D", "volumes",
+        "segmenter3d", "Segmenter 3-D", "volumes", families=True,
         configs={"demo": "segmenter/demo_3d.yaml", "seed": "segmenter/mood_{kind}_3d.yaml"},
         # not in the demo's default methods (--method all adds it and the plain-L1 AE): 900 steps took
         # 132 s and stayed at the histogram's level; 3,000 steps took 431 s and reached 0.072
@@ -31,13 +35,10 @@ RECIPES = (
 
 def seen_kinds(meta: Mapping[str, Any]) -> tuple[str, ...]:
     """The evaluation kinds whose family the model's training generator had switched on (weight > 0)."""
-    from .anomalies import FAMILY_KINDS  # the registry reads recipes without torch; seen kinds need the generator
-    from .config import AnomalyConfig  # pydantic config, only when asked
-
-    cfg = (meta.get("train_config") or {}).get("anomalies")
-    settings = AnomalyConfig.model_validate(cfg) if isinstance(cfg, dict) else AnomalyConfig()
+    cfg = (meta.get("train_config") or {}).get("anomalies") or {}
+    defaults = AnomalySettings()
     kinds: list[str] = []
     for family, covered in FAMILY_KINDS.items():
-        if float(getattr(settings, family)) > 0:
+        if float(cfg.get(family, getattr(defaults, family))) > 0:
             kinds += [k for k in covered if k not in kinds]
     return tuple(kinds)
