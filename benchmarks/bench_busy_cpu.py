@@ -7,7 +7,7 @@ steps/s of one training process for each layout below, alone and beside ONE sing
 process (a pure-Python loop, nice 0), and prints the table ``mood-dpa`` chose its default from
 (``mood_dpa.runtime``):
 
-    threads 1 | threads N (all cores) | threads N with OMP_WAIT_POLICY=PASSIVE (idle threads sleep)
+    1 thread | all cores | all cores passive wait (OMP_WAIT_POLICY=PASSIVE: idle threads sleep) | default
 
 Each measurement is a fresh process (the OpenMP settings are read when torch loads); the speed is taken
 between the ``--warmup``-th and the last training step (Lightning's own loop, the demo's configs), so
@@ -23,13 +23,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 LAYOUTS = {
     "1 thread": {"threads": 1, "env": {}},
     "all cores": {"threads": os.cpu_count() or 1, "env": {"OMP_WAIT_POLICY": "ACTIVE"}},
-    "all cores, passive wait": {"threads": os.cpu_count() or 1, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "all cores passive wait": {"threads": os.cpu_count() or 1, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
     "default": {"threads": None, "env": {}},  # what mood-dpa does when the user says nothing
 }
 METHODS = ("dpa", "segmenter2d")
@@ -94,8 +95,10 @@ def measure(out: Path, env: dict, method: str, layout: str, competitor: bool, st
     spec = LAYOUTS[layout]
     child_env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
     child_env.update(spec["env"], MOOD_DPA_QUIET="1")
+    (out / "runs").mkdir(exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{method}_{layout.replace(' ', '_')}_{int(competitor)}_", dir=out / "runs")) / "run"
     job = json.dumps({"env": env, "method": method, "threads": spec["threads"], "steps": steps, "warmup": warmup,
-                      "run_dir": str(out / "runs" / f"{method}_{layout.replace(' ', '_').replace(',', '')}_{int(competitor)}")})
+                      "run_dir": str(run_dir)})
     other = busy() if competitor else None
     try:
         time.sleep(0.5)

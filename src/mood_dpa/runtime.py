@@ -75,10 +75,12 @@ def check_device(device: Optional[str], *, index: bool = True) -> Optional[str]:
 
 def set_threads(threads: Optional[int]) -> Optional[int]:
     """Apply ``--threads`` (or the thread environment variables when it is not given); returns the count used."""
+    global _fixed_threads
     check_threads(threads)
     n = threads if threads is not None else threads_from_env()
     if n is None:
         return None
+    _fixed_threads = True
     for var in THREAD_ENV:  # for libraries started later and for child processes (data loader workers)
         os.environ[var] = str(n)
     import torch  # start-up: torch only when a thread count is set
@@ -90,6 +92,80 @@ def set_threads(threads: Optional[int]) -> Optional[int]:
 #: The last signal that interrupted this process (a library that catches the interrupt, as Lightning
 #: does, loses it; :func:`interruption` gives it back).
 _last_signal: int | None = None
+
+
+class ThreadGovernor:
+    """Keeps this process's CPU threads to the cores that no OTHER process is using.
+
+    Why (benchmarks/bench_busy_cpu.py, BENCHMARKS.md): PyTorch's OpenMP threads wait for each other at
+    the end of every parallel region; when another program takes one of two cores, every region waits for
+    the thread the scheduler set aside, and training ran 2.9-3.4x slower than alone, slower than with ONE
+    thread (which a busy neighbour does not slow at all). Every ``every`` seconds :meth:`check` measures
+    the CPU time the rest of the machine used (``/proc/stat`` less this process's own) and sets
+    ``torch.set_num_threads`` to the cores left (at least 1, at most ``max_threads``). It is on by default
+    in the loops that compute (training steps, prediction and calibration volumes) and off when the user
+    fixed the threads (``--threads``, ``OMP_NUM_THREADS``) or the system has no ``/proc/stat``.
+    """
+
+    def __init__(self, max_threads: int | None = None, every: float = 2.0, read_stat=None) -> None:
+        self.max_threads = max(1, int(max_threads or os.cpu_count() or 1))
+        self.every = float(every)
+        self._read = read_stat or _read_proc_stat
+        self._last: tuple[float, float, float] | None = None  # (wall, busy jiffies in s, own cpu s)
+        self.threads = self.max_threads
+
+    def threads_for(self, others: float) -> int:
+        """The threads to use when the other processes keep ``others`` cores busy."""
+        return int(min(self.max_threads, max(1, int(self.max_threads - others + 0.35))))
+
+    def check(self, now: float | None = None) -> int:
+        """Measure (at most every ``every`` s) and apply; returns the threads in use."""
+        import time
+
+        now = time.monotonic() if now is None else now
+        if self._last is not None and now - self._last[0] < self.every:
+            return self.threads
+        busy = self._read()
+        if busy is None:
+            return self.threads
+        own = sum(os.times()[:2])
+        if self._last is not None:
+            wall = now - self._last[0]
+            others = max(0.0, (busy - self._last[1]) - (own - self._last[2])) / max(wall, 1e-6)
+            wanted = self.threads_for(others)
+            if wanted != self.threads:
+                import torch  # start-up: torch only when the threads change
+
+                torch.set_num_threads(wanted)
+                self.threads = wanted
+        self._last = (now, busy, own)
+        return self.threads
+
+
+def _read_proc_stat() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (all but idle and iowait), or None without /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / float(os.sysconf("SC_CLK_TCK"))
+
+
+_governor: ThreadGovernor | None = None
+_fixed_threads = False
+
+
+def adapt_threads() -> None:
+    """Let the governor adjust the threads, unless the user fixed them (call it often; it measures every 2 s)."""
+    global _governor
+    if _fixed_threads or threads_from_env() is not None:
+        return
+    if _governor is None:
+        _governor = ThreadGovernor()
+    _governor.check()
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001

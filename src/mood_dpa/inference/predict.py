@@ -34,6 +34,7 @@ from ..errors import MoodError
 from ..progress import track
 from ..volumes import iter_volumes, list_volumes, write_volume
 from ..ranks import global_rank
+from ..runtime import adapt_threads
 from .pipeline import BackgroundWriter, shard_paths
 from ..data.provenance import earlier_outputs, write_predict_record
 
@@ -143,6 +144,7 @@ def predict_folder(
     with BackgroundWriter(max_pending=2) as writer:
         items = iter_volumes(files, prefetch)
         for path, vol in track(items, f"predict {task}", total=len(files)) if progress else items:
+            adapt_threads()  # keep to the cores no other process is using (mood_dpa.runtime.ThreadGovernor)
             try:
                 if isinstance(vol, MoodError):
                     raise vol

@@ -32,6 +32,7 @@ from ..data.provenance import manifest_sources
 from ..errors import MoodError
 from ..evaluation.metrics import ScoreHistogram, average_precision
 from ..progress import track
+from ..runtime import adapt_threads
 from ..scoring.border import BORDER_CANDIDATES, BorderRule
 from ..scoring.calibration import DEFAULT_SAMPLES_PER_VOLUME, DEFAULT_Y_TOP, Calibration, fit_calibration, sample_raw_scores
 from ..scoring.sample_rules import CANDIDATE_RULES, SampleRule, candidate_scores
@@ -77,6 +78,7 @@ class TuningSet:
         for p, vol in track(items, what, total=len(self.paths)) if progress else items:
             if isinstance(vol, MoodError):
                 raise vol
+            adapt_threads()
             yield p, vol
 
 
@@ -242,6 +244,7 @@ def _normal_samples(det: ShellDetector, paths: Sequence[Path], seed: int, sample
     for k, (p, vol) in enumerate(track(items, "calibrating", total=len(paths)) if progress else items):
         if isinstance(vol, MoodError):
             raise vol
+        adapt_threads()
         raws = det.member_raw(vol.data)
         mask = det.foreground(vol.data) if det.background_threshold is not None else None
         vseed = seed * 1_000_003 + k

@@ -42,7 +42,7 @@ from ..models.backbones.vgg19 import save_vgg_features
 from ..outputs import mark_output_dir
 from ..progress import enabled
 from ..ranks import global_rank
-from ..runtime import interruption
+from ..runtime import adapt_threads, interruption
 from .config import SimCLRConfig, TrainerConfig
 from .data import SliceDataModule
 from .simclr import SimCLRModule
@@ -179,6 +179,8 @@ def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: i
     kwargs: dict[str, Any] = {}
     if val_every is not None:
         kwargs.update(val_check_interval=val_every, check_val_every_n_epoch=None)
+    if t.threads is None and accelerator == "cpu":  # no thread count given: keep to the cores nobody else uses
+        callbacks = [*callbacks, _thread_governor()]
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
@@ -196,6 +198,17 @@ def _make_trainer(t: TrainerConfig, run_dir: Path, max_steps: int, max_epochs: i
         default_root_dir=run_dir,
         **kwargs,
     )
+
+
+def _thread_governor() -> Any:
+    """A callback that lets :func:`mood_dpa.runtime.adapt_threads` adjust the CPU threads between steps."""
+    from lightning.pytorch.callbacks import Callback  # heavy: lightning only when training
+
+    class ThreadGovernorCallback(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            adapt_threads()
+
+    return ThreadGovernorCallback()
 
 
 def _quiet_lightning() -> None:
