@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Optional
 
 from .errors import MoodError
@@ -120,8 +121,6 @@ class ThreadGovernor:
 
     def check(self, now: float | None = None) -> int:
         """Measure (at most every ``every`` s) and apply; returns the threads in use."""
-        import time
-
         now = time.monotonic() if now is None else now
         if self._last is not None and now - self._last[0] < self.every:
             return self.threads

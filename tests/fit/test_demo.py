@@ -2,18 +2,26 @@
 
 import json
 
-from mood_dpa.data.synth import KINDS
+from mood_dpa.data.synth.layout import ALL_KINDS, LOCAL_KINDS
 
 
 def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys):
+    """Also THE test over every registered method: the quick preset trains every recipe of the registry
+    through fit, calibrates its detector (a sample-level one joins the cross-method detector), predicts
+    the held-out test set with it and evaluates it."""
+    from mood_dpa.inference.detector_file import read_spec
+    from mood_dpa.methods.registry import recipes
+
     out = tmp_path / "demo"
     assert cli(["demo", "--quick", "-o", out, "--seed", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "Pixel AP per anomaly kind" in printed and "…" not in printed  # no number cut off in the tables
+    assert "Pixel AP per local anomaly kind" in printed and "…" not in printed  # no number cut off in the tables
     html = (out / "report" / "report.html").read_text()
-    for kind in KINDS:
+    for kind in LOCAL_KINDS:
         assert f"AP {kind}" in html, kind
-    methods = ["DPA", "Histogram baseline", "L1-AE", "Segmenter 2-D", "Segmenter 3-D", "Ensemble"]
+    every = recipes()
+    maps = {name: r.display for name, (entry, r) in every.items() if entry.voxel_map}
+    methods = [*maps.values(), "Ensemble"]
     for method in methods:
         assert method in html
     assert "AP unseen kinds" in html and "seen</sup>" in html  # the segmenters' trained-on kinds are marked
@@ -22,21 +30,28 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys
     assert "href='viewer/index.html'" in html
     browser = (out / "report" / "viewer" / "data" / "index.js").read_text()
     index = json.loads(browser[browser.index("{"): browser.rindex("}") + 1])
-    assert index["methods"] == methods_in_order(html) and len(index["cases"]) == 3 * (1 + len(KINDS))
+    assert index["methods"] == methods_in_order(html) and len(index["cases"]) == 3 * (1 + len(ALL_KINDS))
     assert all((out / "report" / "viewer" / e["file"]).is_file() for e in index["cases"])
     results = json.loads((out / "results.json").read_text())["results"]
     assert sorted(results) == sorted(methods)
+    first = next(iter(results.values()))
     for method, res in results.items():
         for task in ("pixel", "sample"):
             r = res[task]
-            assert 0.0 <= r["ap"] <= 1.0 and set(r["per_kind"]) == set(KINDS), (method, task)
-            assert r["cases"] == results["DPA"][task]["cases"]
+            assert 0.0 <= r["ap"] <= 1.0 and set(r["per_kind"]) == set(ALL_KINDS), (method, task)
+            assert r["cases"] == first[task]["cases"]
+        h = res["headline"]  # the pixel headline is the local kinds'; the sample level is read per scope
+        assert h["pixel_ap"] == res["pixel"]["per_scope"]["local"]["ap"]
+        assert 0.0 <= h["sample_auc_local"] <= 1.0 and 0.0 <= h["sample_auc_global"] <= 1.0
         seen = set(res["seen"])
-        assert seen == ({"patch", "uniform", "noise"} if method.startswith(("Segmenter", "Ensemble")) else set())
-        assert res["pixel"]["per_group"]["unseen"]["kinds"] == sorted(set(KINDS) - seen)
+        if method.startswith(("Segmenter", "Ensemble")):
+            assert {"patch", "uniform", "noise"} <= seen
+        else:
+            assert seen == set()
+        assert res["pixel"]["per_group"]["unseen"]["kinds"] == sorted(set(LOCAL_KINDS) - seen)
     # every test case got a pixel map and a sample score from every detector
     cases = sorted(p.name for p in (out / "valset" / "toy").iterdir() if not p.name.startswith("."))
-    for method in ["dpa", "histogram", "l1", "segmenter2d", "segmenter3d", "ensemble"]:
+    for method in [*maps, "ensemble"]:
         pred = out / "predictions" / method
         assert sorted(p.name for p in pred.glob("*.nii.gz")) == cases
         assert sorted(p.name for p in pred.glob("*.txt")) == [f"{c}.txt" for c in cases]
@@ -44,8 +59,11 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys
     train = {p.name for p in (out / "volumes").glob("*.nii.gz")}
     sources = {r.split(",")[2] for r in (out / "valset" / "manifest.csv").read_text().splitlines()[1:]}
     assert len(train) == 12 and len(sources) == 3 and not train & sources
-    ens = (out / "fit" / "detector.yaml").read_text()
-    assert "quantile-log-tail" in ens and "member_combine" in ens and "segmenter" in ens
+    ens = read_spec(out / "fit" / "detector.yaml")
+    assert ens.calibration is not None and len(ens.members) >= 2
+    # every member recipe of the registry is in the cross-method detector, the sample-level ones as sample members
+    assert {m.name for m in ens.members} == {name for name, (_, r) in every.items() if r.member}
+    assert ens.info["calibration"]["tuned_on"]["cases"]  # the family tuning set chose its rules
 
 
 def methods_in_order(html: str) -> list[str]:

@@ -14,6 +14,7 @@ import pytest
 
 import mood_dpa
 from mood_dpa.data.phantoms import write_phantoms
+from conftest import fit_baseline
 from mood_dpa.errors import MoodError
 from mood_dpa.inference.image_requirements import RUNTIME_PACKAGES, pinned_closure
 from mood_dpa.inference.submission import build_submission, project_root
@@ -27,11 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def histogram_model(tmp_path_factory) -> Path:
-    from mood_dpa.methods.histogram.model import fit_histogram
-
     root = tmp_path_factory.mktemp("hist")
     train = write_phantoms("brain", 3, 32, 1, root / "train")
-    fit_histogram(train, root / "hist.npz", calibration_volumes=2, seed=0, progress=False)
+    fit_baseline(train, root / "hist.npz", calibration_volumes=2, seed=0, progress=False)
     return root / "hist.npz"
 
 

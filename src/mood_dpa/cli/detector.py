@@ -72,6 +72,7 @@ def calibrate_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass."),
     seed: int = seed_option("Seed of the voxel subsample the map is fitted on."),
     samples_per_volume: int = typer.Option(200_000, "--samples-per-volume", help="Foreground voxels sampled per normal volume."),
+    flips: bool = typer.Option(False, "--flips/--no-flips", help="Let --val choose each member's test-time flips (none, left-right, every axis: 2-4x the scoring time) before calibrating."),
     folds: Optional[Path] = typer.Option(None, "--folds", help="Folds CSV: use only the volumes of --fold from --input."),
     fold: int = typer.Option(0, "--fold", help="The fold taken from --input when --folds is given."),
     threads: int = THREADS_OPTION,
@@ -79,7 +80,7 @@ def calibrate_cmd(
 ) -> None:
     """Fit the calibrations on normal volumes (and choose the member, border and sample rules on --val); store them in the detector file."""
     from ..data.folds import paths_of_split
-    from ..inference.tuning import calibrate_detector_file
+    from ..inference.tuning import FLIP_CANDIDATES, calibrate_detector_file
     from ..outputs import claim_output_file, prepare_output_file
     from ..volumes import list_volumes
 
@@ -100,7 +101,7 @@ def calibrate_cmd(
             raise MoodError(f"{inputs}: no volume of fold {fold} of {folds}")
     info = calibrate_detector_file(
         detector, normals, val_dir=val, val_labels=val_labels, device=device, batch_size=batch_size,
-        seed=seed, samples_per_volume=samples_per_volume,
+        seed=seed, samples_per_volume=samples_per_volume, flip_candidates=FLIP_CANDIDATES if flips else None,
     )
     claim_output_file(detector)
     extra = f"; members combine by {info['member_combine']}" if "member_combine" in info else ""

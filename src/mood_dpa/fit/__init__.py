@@ -33,6 +33,7 @@ from ..methods.registry import recipe, recipes
 from ..outputs import mark_output_dir, prepare_output_dir
 from ..runtime import check_device, check_seed
 from ..volumes import list_volumes, volume_id
+from ..methods.segmenter.anomalies import FAMILIES
 from .detectors import build_detector, validation_report
 from .presets import ALL, AXES, PRESETS, Preset
 from .presets import preset as preset_named
@@ -82,8 +83,6 @@ def parse_overrides(items: Sequence[str], chosen: Sequence[str]) -> dict[str, li
 
 def parse_held_out(value: str | None) -> tuple[tuple[str, ...], ...]:
     """``none`` / None -> (); ``each`` -> one group per family; ``a+b,c`` -> the groups as given (checked)."""
-    from ..methods.segmenter.anomalies import FAMILIES
-
     if value is None or value.strip().lower() in ("", "none"):
         return ()
     if value.strip().lower() == "each":
@@ -111,6 +110,7 @@ def run_fit(
     overrides: Sequence[str] = (),
     tuning_kinds: str | None = None,
     held_out: str | None = None,
+    flips: bool | None = None,
     log: Callable[[str], None] = print,
 ) -> FitOutcome:
     """Train every requested recipe on the volumes in ``data`` and write detectors into ``out``.
@@ -118,7 +118,8 @@ def run_fit(
     ``tuning_kinds``: make the tuning set from these evaluation kinds of ``synth`` (the old way) instead of
     the training anomaly families (:mod:`.tuning_set`). ``held_out``: train each family recipe once without
     each family (``each``) or each ``+``-joined group of a comma list, validating each run on what it left
-    out, and average the runs (None: the preset's choice; ``none``: one run)."""
+    out, and average the runs (None: the preset's choice; ``none``: one run). ``flips``: let the tuning set
+    choose test-time flips for every detector (None: the preset's choice)."""
     plan = preset_named(preset)
     if kind not in AXES:
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
@@ -138,6 +139,8 @@ def run_fit(
     kinds = parse_kinds(tuning_kinds) if tuning_kinds else None
     groups = parse_held_out(plan.held_out if held_out is None else held_out)
     options["held_out"] = ["+".join(g) for g in groups]
+    flips = plan.flips if flips is None else bool(flips)
+    options["flips"] = flips
     stage = Stages(FitState(out, options), log)
     log(f"mood-dpa fit ({preset}: {plan.description}): {len(vols)} {kind} volumes, methods {', '.join(chosen)}, into {out}")
 
@@ -166,14 +169,17 @@ def run_fit(
     models = {m: train_recipe(*recipe(m), ctx) for m in chosen}
 
     detectors: dict[str, str] = {}
-    for m in chosen:
+    maps = [m for m in chosen if recipe(m)[0].voxel_map]  # a sample-level method joins the cross-method detector only
+    if not maps:
+        raise MoodError(f"--method {','.join(chosen)}: no method gives a voxel map; add one (e.g. histogram, segmenter2d)")
+    for m in maps:
         detectors[m] = stage(f"detector {m}", lambda m=m: str(build_detector(
-            out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed)))
+            out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed, flips)))
     members = {m: models[m] for m in chosen if recipe(m)[1].member}
     final: Path | None = None
     if len(members) > 1:
         final = Path(stage("detector ensemble", lambda: str(build_detector(
-            out / "detector.yaml", members, val_vols, tuning, device, seed))))
+            out / "detector.yaml", members, val_vols, tuning, device, seed, flips))))
     elif members:
         final = Path(detectors[next(iter(members))])
     report_path = None

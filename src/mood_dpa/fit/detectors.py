@@ -11,16 +11,17 @@ from ..evaluation.evaluate import evaluate_folder
 from ..evaluation.report import MethodResult, Report, write_report
 from ..inference.loading import load_detector
 from ..inference.predict import predict_folder
-from ..inference.tuning import fit_detector_file
+from ..inference.tuning import FLIP_CANDIDATES, fit_detector_file
 
 
 def build_detector(path: Path, members: dict[str, list[str]], normals: Sequence[Path], tuning: Path,
-                   device: str | None, seed: int) -> Path:
+                   device: str | None, seed: int, flips: bool = False) -> Path:
     """One detector file over ``members`` (recipe -> model files), calibrated on ``normals``, tuned on ``tuning``."""
     files = [f for fs in members.values() for f in fs]
     groups = [m for m, fs in members.items() for _ in fs]  # one member per recipe (the 2-D and 3-D segmenters apart)
     path.parent.mkdir(parents=True, exist_ok=True)  # model paths are stored relative to the detector's folder
-    fit_detector_file(path, files, list(normals), groups=groups, device=device, val_dir=tuning, seed=seed, progress=False)
+    fit_detector_file(path, files, list(normals), groups=groups, device=device, val_dir=tuning, seed=seed, progress=False,
+                      flip_candidates=FLIP_CANDIDATES if flips else None)
     return path
 
 

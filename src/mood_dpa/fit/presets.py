@@ -31,6 +31,7 @@ class Preset:
     tuning_per_volume: int | None = 1  # tuning cases per validation volume (None: one of every kind)
     description: str = ""
     held_out: str = "none"  # family recipes: none, each, or groups "a+b,c" (fit.parse_held_out)
+    flips: bool = False  # let the tuning set choose each member's test-time flips
 
 
 _SIMCLR_CPU = ("optim.epochs=20", "optim.max_steps=2000")

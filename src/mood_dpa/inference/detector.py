@@ -82,6 +82,8 @@ class Member:
     combine: str = "mean"
     calibration: Calibration | None = None
     weight: float = 1.0
+    #: test-time flips: the raw map is the mean over the volume and its mirror images along these axes
+    flips: tuple[int, ...] = ()
 
     @property
     def sample_level(self) -> bool:
@@ -196,9 +198,20 @@ class ShellDetector:
         return int(max(1, min(64, CPU_ACTIVATION_BYTES // per_slice)))
 
     # ---- raw and calibrated scores
-    def member_raw(self, data: np.ndarray | Any) -> list:
-        """Each member's raw map (torch float32 tensors on the device; not calibrated, not masked)."""
-        return [score_raw(data, m.scorers, m.combine, self.batch_size, self.device, self.bf16) for m in self.map_members]
+    def member_raw(self, data: np.ndarray | Any, flips: Sequence[tuple[int, ...] | None] | None = None) -> list:
+        """Each member's raw map (torch float32 tensors on the device; not calibrated, not masked), averaged
+        over the member's test-time flips (``flips``: one flip set per member instead of theirs)."""
+        chosen = flips if flips is not None else [m.flips for m in self.map_members]
+        return [self.raw_map(data, m, f) for m, f in zip(self.map_members, chosen)]
+
+    def raw_map(self, data: np.ndarray | Any, member: Member, flips: tuple[int, ...] = ()) -> Any:
+        """One member's raw map, the mean over ``data`` and its mirror images along ``flips`` (each flipped back)."""
+        vol = torch.as_tensor(np.asarray(data, np.float32) if not isinstance(data, torch.Tensor) else data).to(self.device)
+        out = score_raw(vol, member.scorers, member.combine, self.batch_size, self.device, self.bf16)
+        for axis in flips:
+            mirrored = score_raw(vol.flip(axis), member.scorers, member.combine, self.batch_size, self.device, self.bf16)
+            out.add_(mirrored.flip(axis))
+        return out.div_(1 + len(flips)) if flips else out
 
     def member_maps(self, raws: Sequence[Any]) -> list:
         """Raw member maps -> the maps ``member_combine`` sees: calibrated per member when there are several."""

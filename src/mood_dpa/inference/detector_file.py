@@ -16,6 +16,7 @@ The format (version 2; ``format: mood-dpa/detector``, files written before read 
           - {path: axis0/model.pt, weight: 1.0}
           - {path: axis1/model.pt, weight: 1.0}
         combine: mean             # mean | max | mean_covered (mood_dpa.scoring.combine)
+        flips: [0]                # test-time flips: the map is also scored mirrored along these axes, and averaged
         calibration: {...}        # this member's raw -> [0, 1]; null with one member
         weight: 1.0               # used by member_combine: weighted
       - name: volume-histogram    # a sample-level member: no voxel map, one score per volume
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
 
 import yaml
-from pydantic import Field, PlainSerializer, PlainValidator
+from pydantic import Field, PlainSerializer, PlainValidator, field_validator
 
 from ..atomic import write_text
 from ..config import StrictModel, read_yaml, validate
@@ -104,6 +105,14 @@ class MemberSpec(StrictModel):
     combine: Literal[COMBINE_RULES] = "mean"  # type: ignore[valid-type]
     calibration: CalibrationField | None = None  # type: ignore[valid-type]
     weight: float = Field(1.0, gt=0)
+    flips: list[int] = Field(default_factory=list)  # test-time flips: axes the map is also scored mirrored along
+
+    @field_validator("flips")
+    @classmethod
+    def _axes(cls, v: list[int]) -> list[int]:
+        if any(a not in (0, 1, 2) for a in v) or len(set(v)) != len(v):
+            raise ValueError("flips: distinct axes among 0, 1, 2")
+        return v
 
 
 class DetectorSpec(StrictModel):

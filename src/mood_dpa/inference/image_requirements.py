@@ -36,6 +36,7 @@ def _installed(name: str) -> metadata.Distribution | None:
 
 def _requirements_of(dist: metadata.Distribution) -> list[str]:
     """Names ``dist`` needs here (extras and requirements whose markers do not hold are left out)."""
+    # packaging is pip's, not a declared dependency: imported only where an image is built
     from packaging.requirements import InvalidRequirement, Requirement
 
     names = []

@@ -50,8 +50,8 @@ def detector_from_spec(spec: DetectorSpec, base: Path, device: str | Any | None 
                        bf16: bool | None = None) -> ShellDetector:
     """Open the model files of a spec (relative to ``base``) through the registry and build the detector."""
     dev = device_for_rank(str(device) if device is not None else None)
-    members = [Member(ms.name or ms.method, ms.method, member_scorers(ms, base, dev), ms.combine, ms.calibration, ms.weight)
-               for ms in spec.members]
+    members = [Member(ms.name or ms.method, ms.method, member_scorers(ms, base, dev), ms.combine, ms.calibration, ms.weight,
+                      tuple(ms.flips)) for ms in spec.members]
     return ShellDetector(
         members, name=spec.name or "detector", member_combine=spec.member_combine,
         background_threshold=spec.background_threshold, calibration=resolve_calibration(spec, base),

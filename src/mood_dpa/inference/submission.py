@@ -33,6 +33,7 @@ from ..errors import MoodError
 from ..version import bake_commit, source_commit
 from .detector_file import DetectorSpec, read_spec, resolve_calibration, write_spec
 from .loading import gives_voxel_map
+from .image_requirements import pinned_closure, public_version, runtime_requirements
 
 SLOTS = ("pixel_brain", "sample_brain", "pixel_abdom", "sample_abdom")
 RUN_SCRIPTS = tuple(f"run_{slot}.sh" for slot in SLOTS)
@@ -115,8 +116,6 @@ def write_dockerfile(template: Path, dest: Path, base_image: str) -> None:
 
 def check_torch_wheel(torch_wheel: Path) -> Path:
     """Refuse a file that is not a torch wheel of the version this installation pins."""
-    from .image_requirements import public_version, runtime_requirements
-
     match = _TORCH_WHEEL.match(torch_wheel.name)
     if not torch_wheel.is_file() or match is None:
         raise MoodError(f"--torch-wheel {torch_wheel}: not a torch wheel file (torch-VERSION-...whl)")
@@ -128,8 +127,6 @@ def check_torch_wheel(torch_wheel: Path) -> Path:
 
 def _write_requirements(ctx: Path, torch_wheel: Path | None) -> None:
     """requirements.txt, constraints.txt and wheels/ (see mood_dpa.inference.image_requirements)."""
-    from .image_requirements import pinned_closure, runtime_requirements
-
     requirements = runtime_requirements()
     (ctx / "requirements.txt").write_text("".join(f"{line}\n" for line in requirements))
     (ctx / "constraints.txt").write_text("".join(f"{line}\n" for line in pinned_closure()))

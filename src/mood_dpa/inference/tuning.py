@@ -17,20 +17,16 @@ Why here and only here: every number a detector holds besides the model weights 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..data.mood import read_label_volume, read_sample_label
-from ..data.provenance import manifest_sources
 from ..errors import MoodError
-from ..evaluation.metrics import ScoreHistogram, average_precision
+from ..evaluation.metrics import ScoreHistogram
 from ..progress import track
 from ..runtime import adapt_threads
 from ..scoring.border import BORDER_CANDIDATES, BorderRule
@@ -41,110 +37,13 @@ from .detector import SAMPLE_COMBINE_RULES, ShellDetector, combine_members, comb
 from ..config import validate
 from .detector_file import DetectorSpec, build_spec, read_spec, write_spec
 from .loading import detector_from_spec, group_members, single_file_detector, store_shell_settings
+from .tuning_search import TuningSet, best_candidate, pixel_search, sample_search, tuning_set
 
+#: Test-time flip sets tried per map member: none, the left-right mirror (axis 0, the body's own symmetry), every axis
+FLIP_CANDIDATES: tuple[tuple[int, ...], ...] = ((), (0,), (0, 1, 2))
 #: ``weighted`` candidates tried by calibrate: one member emphasised this much over the others (10: the
 #: others only break its ties and add where it is silent)
 EMPHASIS = (3.0, 10.0)
-
-
-# ============================================================================ the tuning set
-
-
-@dataclass
-class TuningSet:
-    """A labelled set in the MOOD toy layout: volumes, their sample labels, and the pixel-label folder."""
-
-    root: Path
-    paths: list[Path]
-    labels: list[int]
-    pixel_dir: Path | None
-    fingerprint: dict = field(default_factory=dict)
-
-    def pixel_label(self, path: Path, shape) -> np.ndarray:
-        """The pixel label of one tuning volume, checked against the volume's shape."""
-        if self.pixel_dir is None:
-            raise MoodError(f"{self.root}: this choice needs pixel labels (toy_label/pixel/)")
-        label_path = self.pixel_dir / path.name
-        if not label_path.is_file():
-            raise MoodError(f"{label_path}: missing pixel label for {path.name}")
-        label, lshape = read_label_volume(label_path)
-        if tuple(lshape) != tuple(shape):
-            raise MoodError(f"{label_path}: label shape {lshape} differs from the volume's {tuple(shape)}")
-        return label
-
-    def volumes(self, what: str, progress: bool) -> Iterator[tuple[Path, Any]]:
-        """(path, volume) of every tuning volume, read ahead in a thread; a bad file is an error."""
-        items = iter_volumes(self.paths, prefetch=1)
-        for p, vol in track(items, what, total=len(self.paths)) if progress else items:
-            if isinstance(vol, MoodError):
-                raise vol
-            adapt_threads()
-            yield p, vol
-
-
-def tuning_set(val_dir: str | os.PathLike, labels_dir: str | os.PathLike | None = None) -> TuningSet:
-    """Read a labelled validation set (``toy/`` + ``toy_label/sample/``, pixel labels in ``toy_label/pixel/``);
-    sample labels are parsed by the evaluator's own reader (:func:`mood_dpa.data.mood.read_sample_label`)."""
-    val_dir = Path(val_dir)
-    vol_dir = val_dir / "toy" if (val_dir / "toy").is_dir() else val_dir
-    label_root = next((c for c in (val_dir / "toy_label", val_dir.parent / "toy_label") if c.is_dir()), None)
-    sample_dir = Path(labels_dir) if labels_dir is not None else (label_root / "sample" if label_root else None)
-    if sample_dir is None or not sample_dir.is_dir():
-        raise MoodError(f"{val_dir}: no sample labels found (expected toy_label/sample/<name>.txt); give --val-labels")
-    paths = list_volumes(vol_dir)
-    labels = []
-    for p in paths:
-        f = sample_dir / f"{p.name}.txt"
-        if not f.is_file():
-            raise MoodError(f"{f}: missing sample label for {p.name}")
-        labels.append(read_sample_label(f))
-    pixel_dir = label_root / "pixel" if label_root is not None and (label_root / "pixel").is_dir() else None
-    return TuningSet(val_dir, paths, labels, pixel_dir, _fingerprint(val_dir, paths))
-
-
-def _fingerprint(val_dir: Path, paths: Sequence[Path]) -> dict:
-    """What a tuning set was, for later checks (``evaluate`` warns when it scores the same cases or volumes)."""
-    out: dict[str, Any] = {"path": str(val_dir.resolve()), "cases": [p.name for p in paths]}
-    manifest = val_dir / "manifest.csv"
-    if manifest.is_file():
-        out["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
-        sources = manifest_sources(manifest)
-        if sources:
-            out["sources"] = sources  # the healthy volumes the set was made from (another seed shares them)
-    return out
-
-
-# ============================================================================ the one candidate search
-
-
-def best_candidate(aps: Sequence[float]) -> int:
-    """Index of the best AP; ties (to 12 digits) go to the earlier candidate."""
-    return int(np.argmax(np.round(np.asarray(aps, np.float64), 12)))
-
-
-def pixel_search(tuning: TuningSet, n: int, maps_of: Callable[[Any], Sequence[Any]], what: str, progress: bool) -> tuple[int, list[float]]:
-    """Pooled pixel AP (exact, float16 codes) of ``n`` candidates: ``maps_of(volume data)`` gives each
-    candidate's calibrated map of one tuning volume. Returns (best index, AP of every candidate)."""
-    hists = [ScoreHistogram() for _ in range(n)]
-    for p, vol in tuning.volumes(what, progress):
-        label = tuning.pixel_label(p, vol.data.shape)
-        for h, m in zip(hists, maps_of(vol.data)):
-            h.add(m.cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m), label)
-    aps = [float(h.ap()) for h in hists]
-    return best_candidate(aps), aps
-
-
-def sample_search(scores: np.ndarray, labels: Sequence[int]) -> tuple[int, list[float]]:
-    """Sample AP of each candidate: ``scores`` (n_volumes, n_candidates). Returns (best index, AP of every one)."""
-    scores = np.asarray(scores, np.float64)
-    y = np.asarray(list(labels), np.int64)
-    if scores.ndim != 2 or scores.shape[0] != y.size:
-        raise ValueError(f"scores must be (n_volumes, n_candidates), got {scores.shape} for {y.size} labels")
-    if not ((y == 0).any() and (y == 1).any()):
-        raise MoodError("choosing a sample-level rule needs tuning volumes with both labels (normal and anomalous)")
-    # the sample-level evaluator reads the written float as is (no float16 rounding at this level)
-    aps = [float(average_precision(scores[:, j], y)) for j in range(scores.shape[1])]
-    return best_candidate(aps), aps
 
 
 # ============================================================================ the choices
@@ -194,6 +93,42 @@ def choose_border(det: ShellDetector, tuning: TuningSet, candidates: Sequence[Bo
 
     best, aps = pixel_search(tuning, len(candidates), maps_of, "choosing the border rule", progress)
     return candidates[best], aps
+
+
+def choose_flips(det: ShellDetector, tuning: TuningSet, candidates: Sequence[tuple[int, ...]] = FLIP_CANDIDATES,
+                 progress: bool = False) -> tuple[list[tuple[int, ...]], dict[str, list[float]]]:
+    """Each map member's test-time flips: the candidate with the best pooled pixel AP of its RAW map on the
+    tuning set (a member's calibration is one monotone map for every volume, so its raw map ranks the pooled
+    voxels as its calibrated map will; background masked as the detector masks it). Ties: fewer flips."""
+    members = det.map_members
+    hists = [[ScoreHistogram() for _ in candidates] for _ in members]
+    scales: dict[int, float] = {}  # one scale per member (from its first tuning volume): one monotone map
+    for p, vol in tuning.volumes("choosing test-time flips", progress):
+        label = tuning.pixel_label(p, vol.data.shape)
+        fg = det.foreground(vol.data).cpu().numpy() if det.background_threshold is not None else np.ones(vol.data.shape, bool)
+        for i, m in enumerate(members):
+            for h, flips in zip(hists[i], candidates):
+                raw = det.raw_map(vol.data, m, flips).cpu().numpy()
+                scales.setdefault(i, _scale_of(raw))
+                h.add(np.where(fg, _to_unit(raw, scales[i]), 0.0), label)
+    chosen, aps = [], {}
+    for m, hs in zip(members, hists):
+        values = [float(h.ap()) for h in hs]
+        chosen.append(candidates[best_candidate(values)])
+        aps[m.name] = [round(v, 6) for v in values]
+    return chosen, aps
+
+
+def _scale_of(raw: np.ndarray) -> float:
+    finite = np.abs(np.asarray(raw, np.float64))[np.isfinite(raw)]
+    return float(np.median(finite)) if finite.size and np.median(finite) > 0 else 1.0
+
+
+def _to_unit(raw: np.ndarray, scale: float) -> np.ndarray:
+    """A monotone map of raw scores into (0, 1) that keeps far more than float16's distinct levels apart
+    (x / (1 + x) on a fixed scale; ranks are what pooled AP reads)."""
+    x = np.nan_to_num(np.asarray(raw, np.float64), nan=np.inf)
+    return np.clip(0.5 + 0.5 * np.tanh(np.log1p(np.maximum(x, 0) / scale)), 2.0**-14, 1.0)
 
 
 def choose_sample_rule(scores: np.ndarray, labels: Sequence[int], rules: Sequence[SampleRule] = CANDIDATE_RULES
@@ -322,20 +257,32 @@ def calibrate_detector(
     y_top: float = DEFAULT_Y_TOP,
     progress: bool = True,
     border_candidates: Sequence[BorderRule] = BORDER_CANDIDATES,
+    flip_candidates: Sequence[tuple[int, ...]] | None = None,
 ) -> dict[str, Any]:
     """Fit the calibrations on NORMAL volumes; with ``val_dir`` also choose the rules (module docstring).
-    ``border_candidates=(OFF,)`` keeps the border rule off. Returns a summary (stored in ``info``)."""
+    ``border_candidates=(OFF,)`` keeps the border rule off; ``flip_candidates`` (e.g. :data:`FLIP_CANDIDATES`)
+    lets the tuning set choose each member's test-time flips first (None: keep the members' own).
+    Returns a summary (stored in ``info``)."""
     start = time.perf_counter()
     if not det.map_members:
         raise MoodError("this detector has sample-level members only (each carries its own calibration); "
                         "nothing to calibrate: predict with it as it is")
     paths = _volume_paths(normal_volumes)
+    tuning = tuning_set(val_dir, val_labels) if val_dir is not None else None
+    flips_info = None
+    if flip_candidates and tuning is not None and tuning.pixel_dir is not None:
+        chosen, flips_info = choose_flips(det, tuning, tuple(flip_candidates), progress)
+        for m, f in zip(det.map_members, chosen):
+            m.flips = tuple(f)
     for m in det.map_members:
         m.calibration = None
     per_member = _normal_samples(det, paths, seed, samples_per_volume, progress)
     info: dict[str, Any] = {"normal_volumes": len(paths), "samples": int(sum(s.size for s in per_member[0])), "seed": seed,
                             "samples_per_volume": samples_per_volume}
-    tuning = tuning_set(val_dir, val_labels) if val_dir is not None else None
+    if flips_info is not None:
+        info["flips_ap"] = {name: dict(zip(["+".join(map(str, f)) or "none" for f in flip_candidates], aps))
+                            for name, aps in flips_info.items()}
+        info["flips"] = {m.name: list(m.flips) for m in det.map_members}
     if len(per_member) == 1:
         det.calibration = fit_calibration(per_member[0], y_top=y_top)
     else:
@@ -370,6 +317,7 @@ def spec_of(det: ShellDetector, spec: DetectorSpec, info: dict[str, Any] | None 
     for md, m in zip(data["members"], det.members):
         md["calibration"] = m.calibration.to_dict() if m.calibration is not None else None
         md["weight"] = float(m.weight)
+        md["flips"] = list(m.flips)
     data["member_combine"] = det.member_combine
     data["calibration"] = det.calibration.to_dict() if det.calibration is not None else None
     data["sample_rule"] = det.sample_rule.to_dict()

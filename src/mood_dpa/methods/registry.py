@@ -140,7 +140,7 @@ _ENTRIES = [
                 recipes_ref="mood_dpa.methods.segmenter.recipe:RECIPES", seen_ref="mood_dpa.methods.segmenter.recipe:seen_kinds"),
     # sample level only (a SampleModel, no voxel map); fitted by `mood-dpa baseline fit-volume`
     MethodEntry("volume-histogram", "volume-histogram", "mood_dpa.methods.volume_histogram.scorer:load_scorers",
-                voxel_map=False),
+                voxel_map=False, recipes_ref="mood_dpa.methods.volume_histogram.recipe:RECIPES"),
 ]
 
 #: model-file kind -> method

@@ -163,6 +163,8 @@ CANDIDATE_RULES: tuple[SampleRule, ...] = (
     SampleRule("topk", fraction=1e-5),
     SampleRule("topk", fraction=1e-3),
     SampleRule("topk", fraction=1e-2),
+    SampleRule("topk", fraction=0.05),  # the mean of the hottest 5 % / 25 % of the map (Baugh et al. 2023: 25 %):
+    SampleRule("topk", fraction=0.25),  # a change of the whole volume raises it, one hot voxel does not
     SampleRule("smoothed_max", sigma=1.0),
     SampleRule("smoothed_max", sigma=2.0),
     SampleRule("slice_mean_smoothed", sigma=2.0, fraction=0.1, axis=0),

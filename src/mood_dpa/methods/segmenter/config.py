@@ -117,6 +117,9 @@ class SegmenterOptimConfig(StepBudgetConfig):
 
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    schedule: Literal["constant", "onecycle"] = Field(
+        "constant", description="constant: AdamW at lr throughout; onecycle: warm up to lr over the first 30 % of "
+                                "max_steps, then anneal to ~0 (CitAI's schedule, for a fixed budget)")
     dice_weight: float = Field(0.0, ge=0, description="weight of a soft Dice term added to the BCE (0: BCE only)")
     val_seed: int = Field(12345, description="seed of the fixed synthetic validation anomalies")
 

@@ -360,3 +360,9 @@ class VolumeHistogramDetector:
 def _check_bins(bins: int) -> None:
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 8:
         raise MoodError(f"volume-histogram: bins must be an integer >= 8, got {bins!r}")
+
+
+def fit_volume_histogram(volume_paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, seed: int = 0,
+                         progress: bool = True) -> Path:
+    """Fit the detector with its default settings on healthy volumes and write ``out`` (the recipe's fitter)."""
+    return VolumeHistogramDetector.fit(volume_paths, seed=seed, progress=progress).save(out)
