@@ -53,6 +53,7 @@ class DemoPlan:
     fit_preset: str
     kinds: tuple[str, ...] = tuple(ALL_KINDS)  # local kinds (the pixel task) and global ones (the sample task)
     figures_per_kind: int = 1
+    shifted_style: str | None = "shifted"  # a second test set on a new scanner (None: none)
 
 
 PRESETS = {
@@ -152,24 +153,20 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     detectors = {m: Path(p) for m, p in fit.detectors.items()}
     if fit.detector is not None and fit.detector not in detectors.values():
         detectors["ensemble"] = fit.detector
-    methods, figures, results, browsed = [], [], {}, []
-    for method, det_path in detectors.items():
-        name = display_name(method)
-        pred_root = out / "predictions" / method
-        browsed.append(Method(name, pred_root))
-        det = load_detector(det_path, device=device)
-        summary = _timed(timings, log, f"predict {name}", predict_folder, det, valset / "toy", pred_root, "both",
-                         progress=False, on_error=log)
-        if not summary.ok:
-            raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases")
-        seen = seen_kinds(det_path)
-        # unseen: the LOCAL kinds of no family the method synthesised (global kinds are the sample task's)
-        res = _evaluate(pred_root, valset, manifest, [k for k in plan.kinds if k in LOCAL_KINDS and k not in seen])
-        px, sm = res["pixel"], res["sample"]
-        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, _note(method),
-                                    seen_kinds=frozenset(seen)))
-        results[name] = {"pixel": px.to_dict(), "sample": sm.to_dict(), "seen": list(seen),
-                         "unseen_pixel_ap": px.per_group["unseen"]["ap"], "headline": headline(px, sm)}
+    browsed = [Method(display_name(m), out / "predictions" / m) for m in detectors]
+    methods, results = _test(detectors, valset, out / "predictions", plan, timings, log, device, "")
+    shifted_methods: list[MethodResult] = []
+    if plan.shifted_style:
+        # the same held-out subjects' indices seen through a scanner and population the training never saw
+        shifted_vols = _timed(timings, log, "test phantoms, new scanner", write_phantoms, kind, plan.test_volumes, plan.size,
+                              seed, out / "test_volumes_shifted", start=plan.train_volumes, style=plan.shifted_style)
+        _timed(timings, log, "synthetic anomalies (new scanner)", make_synthetic_set, shifted_vols, out / "valset_shifted",
+               list(plan.kinds), (1, 1), seed + 1, progress=False)
+        shifted_methods, shifted = _test(detectors, out / "valset_shifted", out / "predictions_shifted", plan, timings,
+                                         log, device, " (new scanner)")
+        for name, res in shifted.items():
+            results[name]["new_scanner"] = res
+    figures = []
     best = sorted(methods, key=lambda m: -m.pixel.per_group["unseen"]["ap"])[:2]
     for m in best + [m for m in methods if m.name == "DPA" and m not in best]:
         key = next(k for k in detectors if display_name(k) == m.name)
@@ -185,7 +182,12 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
                     f"{plan.test_volumes} held-out subjects no model or rule saw; kinds: {', '.join(plan.kinds)}",
         "metric": "MOOD rules: predictions read as float16, clipped to [0,1]; pooled voxel AP over all cases",
     }
-    report = Report("mood-dpa demo report", methods, figures, facts, timings)
+    if plan.shifted_style:
+        facts["new scanner"] = (f"the same held-out subjects' indices drawn with phantoms --style {plan.shifted_style} "
+                                "(contrast, gamma, bias, noise, blur, anatomy scale, shape and pose outside every training "
+                                "draw), the same kinds and seeds: how each detector transfers")
+    report = Report("mood-dpa demo report", methods, figures, facts, timings, shifted=shifted_methods,
+                    shifted_title=f"New scanner (phantoms --style {plan.shifted_style})")
 
     def case_browser(folder: Path) -> str:  # every test case, browsable, inside the report folder
         summary = write_viewer_files(folder / "viewer", find_cases(valset / "toy", valset, manifest), browsed,
@@ -195,6 +197,30 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
     path = _timed(timings, log, "report and case browser", write_report, report, out / "report", case_browser)
     write_text(out / "results.json", json.dumps({"plan": asdict(plan), "results": results, "timings": timings}, indent=1))
     return DemoOutcome(out, path, results, timings)
+
+
+def _test(detectors: dict[str, Path], valset: Path, pred_dir: Path, plan: DemoPlan, timings: dict,
+          log: Callable[[str], None], device: str | None, suffix: str) -> tuple[list[MethodResult], dict]:
+    """Predict ``valset`` with every detector and evaluate it: the report's rows and results.json's entries."""
+    manifest = valset / "manifest.csv"
+    methods, results = [], {}
+    for method, det_path in detectors.items():
+        name = display_name(method)
+        pred_root = pred_dir / method
+        det = load_detector(det_path, device=device)
+        summary = _timed(timings, log, f"predict {name}{suffix}", predict_folder, det, valset / "toy", pred_root, "both",
+                         progress=False, on_error=log)
+        if not summary.ok:
+            raise MoodError(f"demo: {name} failed on {len(summary.failed)} cases{suffix}")
+        seen = seen_kinds(det_path)
+        # unseen: the LOCAL kinds of no family the method synthesised (global kinds are the sample task's)
+        res = _evaluate(pred_root, valset, manifest, [k for k in plan.kinds if k in LOCAL_KINDS and k not in seen])
+        px, sm = res["pixel"], res["sample"]
+        methods.append(MethodResult(name, px, sm, px.histogram, sm.scores, sm.labels, _note(method),
+                                    seen_kinds=frozenset(seen)))
+        results[name] = {"pixel": px.to_dict(), "sample": sm.to_dict(), "seen": list(seen),
+                         "unseen_pixel_ap": px.per_group["unseen"]["ap"], "headline": headline(px, sm)}
+    return methods, results
 
 
 def _note(method: str) -> str:
@@ -208,6 +234,7 @@ BROWSER_NOTE = ("Held-out test cases, never trained or tuned on. Scores are cali
 MARKER = ".mood-dpa-demo"
 #: The folders a demo run makes; a re-run replaces them (and only them).
 DEMO_FOLDERS = ("volumes", "test_volumes", "fit", "valset", "predictions", "figures",
+                "test_volumes_shifted", "valset_shifted", "predictions_shifted",
                 # folders of earlier versions of the demo
                 "slices", "tuning", "runs", "models")
 

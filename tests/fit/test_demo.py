@@ -64,6 +64,21 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys
     # every member recipe of the registry is in the cross-method detector, the sample-level ones as sample members
     assert {m.name for m in ens.members} == {name for name, (_, r) in every.items() if r.member}
     assert ens.info["calibration"]["tuned_on"]["cases"]  # the family tuning set chose its rules
+    # the new-scanner test set: the same subjects' indices in the shifted style, every detector evaluated on it
+    assert "New scanner (phantoms --style shifted)" in html
+    shifted_sources = {r.split(",")[2] for r in (out / "valset_shifted" / "manifest.csv").read_text().splitlines()[1:]}
+    assert {s.rsplit("/", 1)[-1] for s in shifted_sources} == {s.rsplit("/", 1)[-1] for s in sources}
+    import nibabel as nib
+    import numpy as np
+
+    a = nib.load(out / "test_volumes" / "00012.nii.gz").get_fdata()
+    b = nib.load(out / "test_volumes_shifted" / "00012.nii.gz").get_fdata()
+    assert not np.allclose(a, b)  # another scanner: other intensities
+    for method, res in results.items():
+        ns = res["new_scanner"]
+        assert ns["pixel"]["cases"] == res["pixel"]["cases"] and 0.0 <= ns["headline"]["pixel_ap"] <= 1.0, method
+        assert sorted(p.name for p in (out / "predictions_shifted" / next(
+            k for k in [*maps, "ensemble"] if (maps.get(k) or "Ensemble") == method)).glob("*.txt")) == [f"{c}.txt" for c in cases]
 
 
 def methods_in_order(html: str) -> list[str]:

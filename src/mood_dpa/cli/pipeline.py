@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from ..methods.registry import recipes
 from .app import app
@@ -76,9 +78,6 @@ def demo_cmd(
     cross-method ensemble) -> synthetic anomalies on held-out
     subjects -> predict -> exact MOOD evaluation -> OUT/report/report.html.
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from ..demo import PRESETS, run_demo
     from ..errors import MoodError
     from ..outputs import check_writable, remove_stale_temps
@@ -94,16 +93,11 @@ def demo_cmd(
     threads = set_threads(threads)
     outcome = run_demo(out, preset, seed=seed, device=device, log=typer.echo, threads=threads,
                        kind=kind)
-    first = next(iter(outcome.results.values()))["headline"]
-    table = Table(title=f"Held-out test set (MOOD rules). Pixel: the local kinds, chance AP {first['pixel_chance']:.4f}; "
-                        f"sample: chance AP {first['sample_chance']:.3f}, ROC-AUC 0.5")
-    for col in ("method", "pixel AP", "pixel AP unseen kinds", "best Dice", "hit rate", "sample AP",
-                "sample ROC-AUC local kinds", "sample ROC-AUC global kinds"):
-        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
-    for name, res in outcome.results.items():
-        h = res["headline"]
-        table.add_row(name, _f(h["pixel_ap"]), _f(res["unseen_pixel_ap"]), _f(h["best_dice"]), _f(h["hit_rate"]),
-                      _f(h["sample_ap"]), _f(h["sample_auc_local"]), _f(h["sample_auc_global"]))
+    results = outcome.results
+    tables = [_headline_table("Held-out test set (MOOD rules)", {n: r for n, r in results.items()})]
+    if all("new_scanner" in r for r in results.values()):
+        tables.append(_headline_table("The same on a new scanner (phantoms --style shifted)",
+                                      {n: r["new_scanner"] for n, r in results.items()}))
     kinds = [k for k, v in next(iter(outcome.results.values()))["pixel"]["per_kind"].items() if v.get("scope") != "global"]
     per_kind = Table(title="Pixel AP per local anomaly kind (that kind's cases + all normal cases); * = seen in training")
     per_kind.add_column("method", no_wrap=True)
@@ -113,9 +107,25 @@ def demo_cmd(
         per_kind.add_row(name, *(f"{res['pixel']['per_kind'][k]['ap']:.3f}{'*' if k in res['seen'] else ''}" for k in kinds))
     # never truncate a number: a narrow (or piped, 80-column) terminal wraps the long lines instead
     console = Console(width=max(Console().width, 132))
-    console.print(table)
+    for table in tables:
+        console.print(table)
     console.print(per_kind)
     typer.echo(f"demo finished in {sum(outcome.timings.values()):.0f} s; report: {outcome.report}")
+
+
+def _headline_table(title: str, results: dict) -> Table:
+    """One row per detector: the demo's headline numbers on one test set."""
+    first = next(iter(results.values()))["headline"]
+    table = Table(title=f"{title}. Pixel: the local kinds, chance AP {first['pixel_chance']:.4f}; "
+                        f"sample: chance AP {first['sample_chance']:.3f}, ROC-AUC 0.5")
+    for col in ("method", "pixel AP", "pixel AP unseen kinds", "best Dice", "hit rate", "sample AP",
+                "sample ROC-AUC local kinds", "sample ROC-AUC global kinds"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
+    for name, res in results.items():
+        h = res["headline"]
+        table.add_row(name, _f(h["pixel_ap"]), _f(res["unseen_pixel_ap"]), _f(h["best_dice"]), _f(h["hit_rate"]),
+                      _f(h["sample_ap"]), _f(h["sample_auc_local"]), _f(h["sample_auc_global"]))
+    return table
 
 
 def _f(x) -> str:

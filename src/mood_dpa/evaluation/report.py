@@ -51,6 +51,9 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the same detectors on a second test set (the demo's new scanner), shown as its own tables
+    shifted: list[MethodResult] = field(default_factory=list)
+    shifted_title: str = "New scanner"
 
 
 def pr_curve_from_histogram(hist: ScoreHistogram) -> tuple[np.ndarray, np.ndarray]:
@@ -214,6 +217,10 @@ def write_report(report: Report, out_dir: str | os.PathLike, extra: Callable[[Pa
             parts.append(f"<h2>{what}</h2>" + _table(report.methods, level))
             if _plot_pr(report.methods, level, tmp / f"pr_{level}.png"):
                 parts.append(f"<figure><img src='pr_{level}.png' alt='precision-recall, {level}'><figcaption>Precision-recall, {level} level.</figcaption></figure>")
+        if report.shifted:
+            parts.append(f"<h2>{html.escape(report.shifted_title)}</h2><p>The same detectors, on a test set from a scanner "
+                         "and population no training or tuning step saw.</p>")
+            parts += [f"<h3>{level.capitalize()} level</h3>" + _table(report.shifted, level) for level in ("pixel", "sample")]
         notes = [m for m in report.methods if m.note]
         if notes:
             parts.append("<h2>Methods</h2><ul>" + "".join(f"<li><b>{html.escape(m.name)}</b>: {html.escape(m.note)}</li>" for m in notes) + "</ul>")
