@@ -11,7 +11,8 @@ process on one device:
   finishes: slice methods time one batch of slices and multiply by the kept slices of all their axes on a
   256^3 phantom (the empty-slice rule of the scorer); the 3-D segmenter times one sliding window batch and
   multiplies by the windows MONAI's sliding_window_inference visits at 50 % overlap; the histogram
-  baseline runs on the whole volume. The floor is the same FLOPs count over the matmul rate.
+  baseline runs on the whole volume. The floor is the same FLOPs count over the matmul rate. The last two
+  columns: the same with test-time flips (one more pass per mirrored axis).
 
 The histogram baseline has no training step (it counts intensities) and no FLOP floor (it is memory-bound:
 a bincount and a Gaussian filter). The DPA's SimCLR pre-training is measured by bench_training.py.
@@ -30,6 +31,8 @@ import time
 import numpy as np
 import torch
 
+#: the test-time flip sets fit/calibrate may choose besides none (mood_dpa.inference.tuning.FLIP_CANDIDATES)
+FLIP_SETS = ((0,), (0, 1, 2))
 #: method -> scale -> parameters. DPA: C, slice size, VGG width, axes; segmenters: U-Net features and size.
 CASES = {
     "dpa": {"demo": dict(channels=16, size=64, width=0.25, axes=3), "mood": dict(channels=128, size=128, width=1.0, axes=3)},
@@ -205,10 +208,14 @@ def main() -> None:
                          infer_s * units, infer_flops * units / peak, f"{units * batch:.0f} {'windows' if method == 'segmenter3d' else 'slices'}"))
             del infer, step, x, xi
     print(f"device {device} ({'bf16' if args.bf16 else 'fp32'}), threads {torch.get_num_threads()}, matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print("| method | scale | train items/s | floor items/s | % of floor | infer s / 256^3 volume | floor s | work per volume |")
-    print("|---|---|---|---|---|---|---|---|")
+    # test-time flips (ShellDetector.raw_map): each mirror image is one more whole pass of the member over the
+    # volume (same kept slices / windows), so their cost is the measured pass times (1 + flips)
+    print("| method | scale | train items/s | floor items/s | % of floor | infer s / 256^3 volume | floor s | work per volume "
+          "| + flip (0,) s | + flips (0,1,2) s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in r]
+        passes = [r[5] * (1 + len(f)) for f in FLIP_SETS] if isinstance(r[5], float) and r[0] != "histogram" else ["-", "-"]
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in (*r, *passes)]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -1,10 +1,11 @@
 """``mood-dpa demo``: the whole pipeline on the embedded phantoms, ending in a report.
 
 phantoms (training subjects, and held-out test subjects) -> ``mood-dpa fit`` on the training subjects
-(folds, slices, tuning set, SimCLR, the fit preset's methods: DPA, 2-D segmenter and histogram baseline
-by default, also the plain-L1 AE and the 3-D segmenter in ``quick`` and ``long``; calibrated detectors,
-a cross-method ensemble) -> synthetic anomalies on the TEST subjects ->
-predict (pixel, sample) with every detector -> exact MOOD evaluation -> report.html.
+(folds, slices, tuning set, the fit preset's methods: the 2-D segmenter and the voxel and volume histogram
+baselines by default, also SimCLR + the DPA, the plain-L1 AE and the 3-D segmenter in ``quick`` and
+``long``; calibrated detectors, a cross-method detector) -> synthetic anomalies (local and global kinds)
+on the TEST subjects, and on the same subjects seen through a new scanner (``phantoms --style shifted``)
+-> predict (pixel, sample) with every detector -> exact MOOD evaluation -> report.html.
 
 Honest numbers: no model, calibration, sample rule or ensemble weight ever saw a test subject (they
 are other phantom subjects), and the report marks, per method, the anomaly kinds whose family the
@@ -38,8 +39,9 @@ from .viz import show_volume
 from .volumes import read_volume
 
 #: The name and note of the cross-method detector in the report (the others come from the registry's recipes).
-ENSEMBLE = ("Ensemble", "the cross-method detector: calibrated maps of the DPA, the segmenters and the histogram "
-                        "baseline combined by the rule chosen on the tuning set.")
+ENSEMBLE = ("Ensemble", "the cross-method detector: calibrated maps of every voxel-map method (the segmenters, the "
+                        "histogram baseline, the DPA where trained) combined by the rule chosen on the tuning set, "
+                        "and the volume histogram's score joined at the sample level.")
 
 
 @dataclass(frozen=True)

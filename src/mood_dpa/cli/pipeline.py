@@ -73,10 +73,11 @@ def demo_cmd(
 ) -> None:
     """Run the whole pipeline on embedded phantoms: fit every method, then predict, evaluate and report on held-out subjects.
 
-    phantoms -> 'mood-dpa fit' (folds, slices, tuning set, SimCLR, DPA, 2-D segmenter, histogram baseline
-    (--preset quick and long: also the plain-L1 AE and the 3-D segmenter), calibrated detectors,
-    cross-method ensemble) -> synthetic anomalies on held-out
-    subjects -> predict -> exact MOOD evaluation -> OUT/report/report.html.
+    phantoms -> 'mood-dpa fit' (folds, slices, family tuning set, the 2-D segmenter, the voxel and volume
+    histogram baselines; --preset quick and long: also SimCLR, the DPA, the plain-L1 AE and the 3-D
+    segmenter; calibrated detectors, the cross-method detector) -> synthetic anomalies (local and global
+    kinds) on held-out subjects, and on the same subjects through a new scanner -> predict -> exact MOOD
+    evaluation -> OUT/report/report.html.
     """
     from ..demo import PRESETS, run_demo
     from ..errors import MoodError
