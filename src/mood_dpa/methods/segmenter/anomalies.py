@@ -49,7 +49,10 @@ class AnomalyGenerator:
 
     def __init__(self, settings: AnomalySettings | None = None) -> None:
         self.s = settings or AnomalySettings()
-        p = torch.tensor(self.s.weights, dtype=torch.float64)
+        weights = list(self.s.weights)
+        while len(weights) > 3 and weights[-1] == 0:  # families that are off at the end are not drawn from: with the
+            weights.pop()  # newer families off, the draws (and the trained models) equal those before they existed
+        p = torch.tensor(weights, dtype=torch.float64)
         if not (p >= 0).all() or float(p.sum()) <= 0:
             raise ValueError("family probabilities must be >= 0 and not all 0")
         self.family_p = (p / p.sum()).float()
