@@ -64,6 +64,12 @@ def test_quick_demo_runs_end_to_end_and_reports_every_kind(tmp_path, cli, capsys
     # every member recipe of the registry is in the cross-method detector, the sample-level ones as sample members
     assert {m.name for m in ens.members} == {name for name, (_, r) in every.items() if r.member}
     assert ens.info["calibration"]["tuned_on"]["cases"]  # the family tuning set chose its rules
+    assert "anomalies of the segmenter&#x27;s TRAINING families" in html or "segmenter's TRAINING families" in html
+    import csv
+
+    with open(out / "fit" / "tuning" / "manifest.csv", newline="") as fh:
+        tuned_kinds = {row["kind"] for row in csv.DictReader(fh)}
+    assert tuned_kinds and all(k == "normal" or k.startswith("family:") for k in tuned_kinds), tuned_kinds
     # the new-scanner test set: the same subjects' indices in the shifted style, every detector evaluated on it
     assert "New scanner (phantoms --style shifted)" in html
     shifted_sources = {r.split(",")[2] for r in (out / "valset_shifted" / "manifest.csv").read_text().splitlines()[1:]}

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from mood_dpa.errors import MoodError
 
@@ -141,3 +142,23 @@ def test_every_preset_names_configs_that_load_with_its_overrides(preset, kind, t
                 assert cfg.loss.kind == "l1"
             trained += 1
     assert trained >= 4  # dpa and l1 per axis, both segmenters
+
+
+def test_held_out_family_runs_train_without_their_group_and_join_one_member(phantoms, tmp_path, cli):
+    """``--held-out fpi+poisson,intensity``: the 2-D segmenter is trained twice, each run with its group's
+    weights at 0 and validated on that group alone; the detector's segmenter member holds both models."""
+    from mood_dpa.inference.detector_file import read_spec
+
+    out = tmp_path / "models"
+    assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "segmenter2d",
+                "--held-out", "fpi+poisson,intensity", "--no-report"]) == 0
+    runs = {"fpi+poisson": ("fpi", "poisson"), "intensity": ("intensity",)}
+    for tag, group in runs.items():
+        anomalies = yaml.safe_load((out / "runs" / f"segmenter2d_without_{tag}" / "config.yaml").read_text())["anomalies"]
+        assert all(anomalies[f] == 0 for f in group) and anomalies["val_families"] == list(group), tag
+        assert all(anomalies[f] > 0 for f in ("fpi", "poisson", "intensity") if f not in group), tag
+    spec = read_spec(out / "detectors" / "segmenter2d.yaml")
+    assert [len(m.models) for m in spec.members] == [2]
+    assert json.loads((out / "fit_state.json").read_text())["options"]["held_out"] == ["fpi+poisson", "intensity"]
+    assert cli(["fit", "-i", phantoms / "vols", "-o", tmp_path / "bad", "--preset", "quick", "--method", "segmenter2d",
+                "--held-out", "fpi+nothing"]) == 2

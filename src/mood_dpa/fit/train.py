@@ -55,7 +55,9 @@ def config_path(template: str, kind: str, axis: int | None = None) -> Path:
 
 
 def common_overrides(run_dir: Path, ctx: FitContext) -> list[str]:
-    over = [f"run_dir={run_dir}", f"trainer.seed={ctx.seed}", f"trainer.threads={ctx.threads if ctx.threads else 'null'}"]
+    over = [f"run_dir={run_dir}", f"trainer.seed={ctx.seed}"]
+    if ctx.threads:  # else the config's own: the segmenters pin one thread (fast for small convs, and the same
+        over.append(f"trainer.threads={ctx.threads}")  # bits on any load); null lets the thread governor adapt
     if ctx.device:
         over.append(f"trainer.accelerator={ctx.device}")
     return over
