@@ -46,7 +46,7 @@ ENSEMBLE = ("Ensemble", "the cross-method detector: calibrated maps of every vox
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Sizes of one demo run (``quick`` is the CI smoke test, ``default`` the ~10-minute CPU run, ``long`` the
+    """Sizes of one demo run (``quick`` is the CI smoke test, ``default`` the ~15-minute CPU run, ``long`` the
     same data with every model trained to early stopping: the converged numbers, hours on a CPU)."""
 
     train_volumes: int

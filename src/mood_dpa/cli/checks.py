@@ -18,8 +18,9 @@ from ..runtime import check_device, check_seed, check_threads, set_threads  # no
 #: The ``--threads`` option of every compute command (checked while the command line is read).
 THREADS_OPTION = typer.Option(
     None, "--threads", callback=lambda value: check_threads(value),
-    help="CPU threads for this command (default: OMP_NUM_THREADS / MKL_NUM_THREADS when set, else the cores no other "
-         "process is using, measured every 2 s; a fixed N turns that off; see README 'Speed and scale').",
+    help="CPU threads for this command (default: OMP_NUM_THREADS / MKL_NUM_THREADS when set, else a training config's "
+         "own count (the demo-scale ones: 1) or the cores no other process is using, measured every 2 s; a fixed N "
+         "turns that off and makes runs bit-identical; see README 'Speed and scale').",
 )
 
 

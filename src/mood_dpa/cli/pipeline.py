@@ -22,7 +22,7 @@ from .checks import NO_RANGE_CHECK_OPTION, OVERWRITE_OPTION, THREADS_OPTION, dev
 def fit_cmd(
     data: Path = typer.Option(..., "-i", "--input", help="Folder of training volumes in MOOD form (see 'mood-dpa prepare')."),
     out: Path = typer.Option(..., "-o", "--output", help="Folder for folds, slice stores, runs, detectors and the report."),
-    preset: str = typer.Option("demo", "--preset", help="quick | demo | cpu | long | seed: model sizes and budgets (quick: a smoke run; demo: ten CPU minutes at 64^3; cpu: the demo's shapes trained to early stopping; long: cpu's sizes for every method; seed: the MOOD-scale configs, a GPU)."),
+    preset: str = typer.Option("demo", "--preset", help="quick | demo | cpu | long | seed: model sizes and budgets (quick: a smoke run; demo: the demo's CPU budget at 64^3; cpu: the demo's shapes trained to early stopping; long: cpu's sizes for every method; seed: the MOOD-scale configs, a GPU)."),
     method: Optional[str] = typer.Option(None, "--method",
                                          help=f"Methods to train: all, or a comma list of {', '.join(recipes())} "
                                               "(default: the preset's)."),
@@ -62,7 +62,7 @@ def fit_cmd(
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("mood_demo"), "-o", "--output", help="Folder for everything the demo makes."),
-    preset: str = typer.Option("default", "--preset", help="default: about ten minutes on 2 CPU cores; long: the same "
+    preset: str = typer.Option("default", "--preset", help="default: about fifteen minutes on 2 CPU cores; long: the same "
                                "data with every model trained to early stopping (the converged numbers; hours on a "
                                "CPU, minutes on a GPU); quick: a smoke run."),
     quick: bool = typer.Option(False, "--quick", help="Same as --preset quick: a ~2-minute smoke run (tiny volumes and models; numbers mean nothing)."),

@@ -1,6 +1,6 @@
 """How ``fit`` makes the DPA and its plain-L1 reference: one autoencoder per axis on that axis's slice store.
 
-Sizes per preset: ``quick`` a smoke run; ``demo`` the demo's ten CPU minutes (benchmarks/bench_quality.py:
+Sizes per preset: ``quick`` a smoke run; ``demo`` the demo's CPU budget (benchmarks/bench_quality.py:
 600 steps per axis at C=16 is ~100 s an axis with both cores and pixel AP 0.052 (150 steps: 0.028; 2,400:
 0.062); a cosine schedule at twice the rate did worse (0.044); batch 16 at 1,200 steps (same time) 0.054;
 two one-thread processes gained 4-24 % over two threads (BENCHMARKS.md)); ``cpu`` / ``long`` the demo's
