@@ -162,3 +162,18 @@ def test_held_out_family_runs_train_without_their_group_and_join_one_member(phan
     assert json.loads((out / "fit_state.json").read_text())["options"]["held_out"] == ["fpi+poisson", "intensity"]
     assert cli(["fit", "-i", phantoms / "vols", "-o", tmp_path / "bad", "--preset", "quick", "--method", "segmenter2d",
                 "--held-out", "fpi+nothing"]) == 2
+
+
+def test_fit_keeps_a_configs_own_thread_count_unless_threads_is_given(tmp_path):
+    """The demo-scale configs pin one thread (no slowdown beside a busy process, the same bits on any load);
+    fit used to override every config with "all cores" (null). ``--threads N`` still fixes the count."""
+    from types import SimpleNamespace
+
+    from mood_dpa.config import load_config
+    from mood_dpa.fit.train import common_overrides, config_path
+    from mood_dpa.methods.segmenter.config import SegmenterTrainConfig
+
+    for threads, expected in ((None, 1), (3, 3)):
+        over = common_overrides(tmp_path / "run", SimpleNamespace(seed=0, threads=threads, device=None))
+        cfg = load_config(SegmenterTrainConfig, config_path("segmenter/demo_2d.yaml", "brain"), over)
+        assert cfg.trainer.threads == expected, (threads, over)
