@@ -216,7 +216,11 @@ def write_report(report: Report, out_dir: str | os.PathLike, extra: Callable[[Pa
                             ("sample", "Sample level (one score per volume)")]:
             parts.append(f"<h2>{what}</h2>" + _table(report.methods, level))
             if _plot_pr(report.methods, level, tmp / f"pr_{level}.png"):
-                parts.append(f"<figure><img src='pr_{level}.png' alt='precision-recall, {level}'><figcaption>Precision-recall, {level} level.</figcaption></figure>")
+                scope = (" over every case of the set (the legend's AP pools all kinds; where the set holds global kinds, "
+                         "their whole changed foreground counts, so it differs from the table's local-kind AP)"
+                         if level == "pixel" else "")
+                parts.append(f"<figure><img src='pr_{level}.png' alt='precision-recall, {level}'><figcaption>Precision-recall, "
+                             f"{level} level{scope}.</figcaption></figure>")
         if report.shifted:
             parts.append(f"<h2>{html.escape(report.shifted_title)}</h2><p>The same detectors, on a test set from a scanner "
                          "and population no training or tuning step saw.</p>")
