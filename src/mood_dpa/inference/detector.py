@@ -123,6 +123,14 @@ def combine_members(maps: Sequence[Any], rule: str, weights: Sequence[float] | N
     return out.div_(sum(w))
 
 
+def average_views(plain: Any, mirrored: Sequence[Any]) -> Any:
+    """The test-time-flip map: the mean of the plain map and the mirrored ones (a new tensor)."""
+    out = plain.clone()
+    for m in mirrored:
+        out.add_(m)
+    return out.div_(1 + len(mirrored)) if mirrored else out
+
+
 class ShellDetector:
     """A Detector over members of any methods (see the module docstring)."""
 
@@ -206,12 +214,17 @@ class ShellDetector:
 
     def raw_map(self, data: np.ndarray | Any, member: Member, flips: tuple[int, ...] = ()) -> Any:
         """One member's raw map, the mean over ``data`` and its mirror images along ``flips`` (each flipped back)."""
+        views = self.mirror_maps(data, member, flips)
+        return average_views(views[None], [views[a] for a in flips])
+
+    def mirror_maps(self, data: np.ndarray | Any, member: Member, axes: Sequence[int]) -> dict:
+        """``{None: raw map, axis: map of the volume mirrored along axis, flipped back}``: each view scored once."""
         vol = torch.as_tensor(np.asarray(data, np.float32) if not isinstance(data, torch.Tensor) else data).to(self.device)
-        out = score_raw(vol, member.scorers, member.combine, self.batch_size, self.device, self.bf16)
-        for axis in flips:
-            mirrored = score_raw(vol.flip(axis), member.scorers, member.combine, self.batch_size, self.device, self.bf16)
-            out.add_(mirrored.flip(axis))
-        return out.div_(1 + len(flips)) if flips else out
+        views = {None: score_raw(vol, member.scorers, member.combine, self.batch_size, self.device, self.bf16)}
+        for axis in axes:
+            views[axis] = score_raw(vol.flip(axis), member.scorers, member.combine, self.batch_size, self.device,
+                                    self.bf16).flip(axis)
+        return views
 
     def member_maps(self, raws: Sequence[Any]) -> list:
         """Raw member maps -> the maps ``member_combine`` sees: calibrated per member when there are several."""

@@ -33,7 +33,7 @@ from ..scoring.border import BORDER_CANDIDATES, BorderRule
 from ..scoring.calibration import DEFAULT_SAMPLES_PER_VOLUME, DEFAULT_Y_TOP, Calibration, fit_calibration, sample_raw_scores
 from ..scoring.sample_rules import CANDIDATE_RULES, SampleRule, candidate_scores
 from ..volumes import iter_volumes, list_volumes
-from .detector import SAMPLE_COMBINE_RULES, ShellDetector, combine_members, combine_sample_scores
+from .detector import SAMPLE_COMBINE_RULES, ShellDetector, average_views, combine_members, combine_sample_scores
 from ..config import validate
 from .detector_file import DetectorSpec, build_spec, read_spec, write_spec
 from .loading import detector_from_spec, group_members, single_file_detector, store_shell_settings
@@ -106,9 +106,11 @@ def choose_flips(det: ShellDetector, tuning: TuningSet, candidates: Sequence[tup
     for p, vol in tuning.volumes("choosing test-time flips", progress):
         label = tuning.pixel_label(p, vol.data.shape)
         fg = det.foreground(vol.data).cpu().numpy() if det.background_threshold is not None else np.ones(vol.data.shape, bool)
+        axes = sorted({a for c in candidates for a in c})
         for i, m in enumerate(members):
+            views = det.mirror_maps(vol.data, m, axes)  # each view scored once, shared by every candidate
             for h, flips in zip(hists[i], candidates):
-                raw = det.raw_map(vol.data, m, flips).cpu().numpy()
+                raw = average_views(views[None], [views[a] for a in flips]).cpu().numpy()
                 scales.setdefault(i, _scale_of(raw))
                 h.add(np.where(fg, _to_unit(raw, scales[i]), 0.0), label)
     chosen, aps = [], {}
