@@ -177,3 +177,18 @@ def test_fit_keeps_a_configs_own_thread_count_unless_threads_is_given(tmp_path):
         over = common_overrides(tmp_path / "run", SimpleNamespace(seed=0, threads=threads, device=None))
         cfg = load_config(SegmenterTrainConfig, config_path("segmenter/demo_2d.yaml", "brain"), over)
         assert cfg.trainer.threads == expected, (threads, over)
+
+
+def test_held_out_each_trains_one_run_per_enabled_family_only(phantoms, tmp_path, cli):
+    """``--held-out each`` lists every family, but a run without a family that is off anyway (deform and lesion
+    in the packaged configs) would repeat the full mix: only the enabled families get a run. Holding out every
+    enabled family is refused before any training."""
+    out = tmp_path / "models"
+    assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "segmenter2d",
+                "--held-out", "each", "--set", "segmenter2d.optim.max_steps=4", "--set", "segmenter2d.optim.val_every=2",
+                "--set", "segmenter2d.anomalies.intensity=0", "--no-report"]) == 0
+    runs = sorted(p.name for p in (out / "runs").iterdir() if p.name.startswith("segmenter2d"))
+    assert runs == ["segmenter2d_without_fpi", "segmenter2d_without_poisson"]
+    assert cli(["fit", "-i", phantoms / "vols", "-o", tmp_path / "bad", "--preset", "quick", "--method", "segmenter2d",
+                "--held-out", "fpi+poisson+intensity", "--no-report"]) == 2
+    assert not (tmp_path / "bad" / "runs" / "segmenter2d_without_fpi+poisson+intensity" / "model.pt").exists()

@@ -22,6 +22,7 @@ import torch
 from ..config import load_config
 from ..errors import MoodError
 from ..methods.registry import MethodEntry, Recipe
+from ..methods.segmenter.settings import FAMILIES
 from ..training.config import SimCLRConfig
 from ..training.runner import MODEL_FILE, pretrain_simclr
 from .presets import Preset
@@ -114,6 +115,24 @@ def simclr_backbone(ctx: FitContext) -> Path:
     return Path(ctx.stage("pretrain SimCLR backbone", go))
 
 
+def enabled_groups(entry: MethodEntry, recipe: Recipe, ctx: FitContext, data: list[str]) -> list[tuple[str, ...]]:
+    """The held-out groups that name a family the recipe's generator has switched on (``each`` lists every
+    family; a run without a family that is off anyway would repeat the full mix). Holding out every enabled
+    family leaves nothing to train on: a clear error before any training."""
+    over = common_overrides(ctx.out / "runs" / recipe.name, ctx) + data
+    over += list(recipe.overrides.get(ctx.plan.name, ())) + ctx.overrides.get(recipe.name, [])
+    cfg = load_config(entry.config, config_path(recipe.configs[ctx.plan.group], ctx.kind, None), over)
+    on = {f for f in FAMILIES if float(getattr(cfg.anomalies, f)) > 0}
+    groups = [g for g in ctx.held_out if on & set(g)]
+    for g in ctx.held_out:
+        if on <= set(g):
+            raise MoodError(f"--held-out {'+'.join(g)}: holds out every family {recipe.name} trains on "
+                            f"({', '.join(sorted(on))}); leave at least one in")
+    if not groups:
+        raise MoodError(f"--held-out: {recipe.name} trains on {', '.join(sorted(on))}; no group names one of them")
+    return groups
+
+
 def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[str]:
     """Every model file of one recipe (one per axis for per-axis recipes), each its own resumable stage."""
     if recipe.fitter is not None:
@@ -146,8 +165,8 @@ def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[st
         else:
             data = [f"data.volumes={Path(ctx.train_vols[0]).parent}", f"data.folds={ctx.folds_csv}", "data.fold=0"]
         files = []
-        for group in ctx.held_out:  # each run trains without the group and validates (early stopping) on it alone
-            tag = "+".join(group)
+        for group in enabled_groups(entry, recipe, ctx, data):  # each run trains without the group and
+            tag = "+".join(group)                                  # validates (early stopping) on it alone
             over = data + [f"anomalies.{f}=0" for f in group] + [f"anomalies.val_families={json.dumps(list(group))}"]
             files.append(one(f"train {recipe.name} without {tag}", ctx.out / "runs" / f"{recipe.name}_without_{tag}", None, over))
         return files
