@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mood_dpa.methods.segmenter.anomalies import FAMILIES, AnomalyGenerator, AnomalySettings, gaussian_smooth, region_weights
-from mood_dpa.methods.segmenter.appearance import AppearanceSettings, change_appearance
+from mood_dpa.training.appearance import AppearanceSettings, change_appearance
 
 
 def _batch(dim: int, b: int = 6, n: int = 32, seed: int = 0) -> torch.Tensor:

@@ -48,7 +48,7 @@ def _cfg(stores, run_dir, **over):
     }
     for key, value in over.items():
         section, field = key.split("__")
-        d[section][field] = value
+        d.setdefault(section, {})[field] = value
     return DPATrainConfig.model_validate(d)
 
 
@@ -270,3 +270,44 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_at_max_steps(tiny_stor
     seen.clear()
     train_dpa(_cfg(tiny_stores, tmp_path / "const", optim__max_steps=6, optim__val_every=6), callbacks=[Record()])
     assert {lr for _, lr in seen} == {2e-3}
+
+
+def test_dpa_appearance_augmentation_changes_input_and_target_alike_and_resumes_its_stream(tiny_stores, tmp_path):
+    """``appearance.p``: a share of the normal training slices gets another scanner's look (issue 16); the
+    autoencoder then reconstructs the CHANGED slice and the loss compares it with the changed slice (both
+    sides alike: still normal). The background stays 0, and the stream is seeded and kept in the checkpoint."""
+    from torch import nn
+
+    from mood_dpa.data.phantoms import make_phantom
+    from mood_dpa.methods.dpa.lightning import DPAModule
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def forward(self, x, y):
+            self.calls.append((x.detach().clone(), y.detach().clone()))
+            return (x - y).abs().mean()
+
+    vol = make_phantom("brain", 32, 11, 0)
+    batch = torch.from_numpy(np.stack([vol[12], vol[16], vol[20], vol[8]]).astype(np.float32))[:, None]
+    config = _cfg(tiny_stores, tmp_path / "run", appearance__p=1.0).model_dump(mode="json")
+    module = DPAModule(config)
+    module.loss_fn = Recorder()
+    module.training_step(batch, 0)
+    x_seen, y_seen = module.loss_fn.calls[0]
+    assert not torch.allclose(x_seen, batch, atol=1e-3)  # the look changed ...
+    assert torch.equal(x_seen == 0, batch == 0)  # ... the background did not
+    with torch.no_grad():
+        assert torch.allclose(y_seen, module.reconstruct(x_seen), atol=1e-6)  # the AE saw the changed slice
+    ckpt: dict = {}
+    module.stream.save(ckpt)
+    resumed = DPAModule(config)
+    resumed.stream.load(ckpt)
+    assert torch.equal(module.stream.get(batch.device).get_state(), resumed.stream.get(batch.device).get_state())
+    # off (the default): the loss sees the slices as they are
+    plain = DPAModule(_cfg(tiny_stores, tmp_path / "plain").model_dump(mode="json"))
+    plain.loss_fn = Recorder()
+    plain.training_step(batch, 0)
+    assert torch.equal(plain.loss_fn.calls[0][0], batch)

@@ -11,6 +11,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
+from ...training.appearance import AppearanceConfig
 from ...training.config import DataConfig, StepBudgetConfig, TrainerConfig
 
 
@@ -65,5 +66,7 @@ class DPATrainConfig(StrictModel):
     data: DataConfig
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
+    appearance: AppearanceConfig = Field(AppearanceConfig(), description="another scanner's look for a share of the "
+                                         "normal training slices (input and target alike; p 0: off)")
     optim: DPAOptimConfig = DPAOptimConfig()
     trainer: TrainerConfig = TrainerConfig()

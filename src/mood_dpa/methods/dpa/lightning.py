@@ -13,6 +13,7 @@ from ...errors import MoodError
 from ...models.autoencoder import ResidualAE
 from ...models.backbones import backbone
 from ...models.perceptual import PixelL1, RelativePerceptualL1
+from ...training.appearance import TrainingStream, change_appearance
 from ...training.module import ConfigModule
 from .config import DPATrainConfig, LossConfig
 
@@ -41,6 +42,8 @@ class DPAModule(ConfigModule):
         self._channels_last = False
         self._grid: tuple[torch.Tensor, torch.Tensor] | None = None
         self.image_dir: Path | None = None
+        self.appearance = self.cfg.appearance.settings()
+        self.stream = TrainingStream("appearance_generator_state", self.cfg.trainer.seed)
 
     # ------------------------------------------------------------------ setup
     def on_fit_start(self) -> None:
@@ -58,7 +61,15 @@ class DPAModule(ConfigModule):
         return (self.autoencoder(x01 * 2.0 - 1.0) + 1.0) * 0.5
 
     # ------------------------------------------------------------------ steps
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.stream.save(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.stream.load(checkpoint)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if self.appearance.active:  # another scanner's look is still normal: input and target change alike
+            batch = change_appearance(batch, self.stream.get(batch.device, self.global_rank), self.appearance)
         x = self._prep(batch)
         loss = self.loss_fn(x, self.reconstruct(x))
         # the explosion check reads the loss back (a device sync): every step on CPU, every log_every on GPU

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import torch
 
+from ...training.fields import gaussian_smooth, uniform  # noqa: F401
 from .families import _donors, _intensity, _poisson_fill, deform, lesion
 from .settings import FAMILIES, FAMILY_KINDS, AnomalySettings  # noqa: F401  (re-exported: one place to import from)
-from .shapes import _grid, _u, gaussian_smooth, region_weights  # noqa: F401
+from .shapes import _grid, region_weights  # noqa: F401
 
 
 class AnomalyGenerator:
@@ -82,7 +83,7 @@ class AnomalyGenerator:
         normal = (torch.rand((b,), generator=gen, device=dev) < s.normal_p).reshape(shape)
         donor = _donors(x, gen)
         alpha = torch.rand((b,), generator=gen, device=dev).reshape(shape)  # FPI: U(0, 1)
-        strength = _u(gen, (b,), 0.5, 1.0, dev).reshape(shape)
+        strength = uniform(gen, (b,), 0.5, 1.0, dev).reshape(shape)
         poisson = donor + _poisson_fill(x, donor, w)
         candidates = [donor, poisson, _intensity(x, gen)]
         if s.deform > 0 or s.lesion > 0:  # drawn only when on, so the older families' streams stay as they were

@@ -10,9 +10,9 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ...config import StrictModel
+from ...training.appearance import AppearanceConfig
 from ...training.config import DataConfig, StepBudgetConfig, TrainerConfig
 from .anomalies import FAMILIES, AnomalySettings
-from .appearance import AppearanceSettings
 
 
 class VolumeDataConfig(StrictModel):
@@ -92,20 +92,6 @@ class AnomalyConfig(StrictModel):
             return self.settings()
         only = {f: (1.0 if f in self.val_families else 0.0) for f in FAMILIES}
         return AnomalySettings(**{**self.model_dump(exclude={"val_families"}), **only})
-
-
-class AppearanceConfig(StrictModel):
-    """Another scanner for the same anatomy (:mod:`.appearance`): global changes applied after the anomaly."""
-
-    p: float = Field(0.0, ge=0, le=1, description="share of training images whose appearance changes (0: off)")
-    gamma: float = Field(0.3, ge=0, description="gamma = exp(U(-gamma, gamma))")
-    contrast: float = Field(0.3, ge=0, description="tissue contrast x exp(U(-contrast, contrast)) around a level U(0.3, 0.7)")
-    bias: float = Field(0.3, ge=0, description="amplitude of a smooth multiplicative bias field")
-    noise: float = Field(0.03, ge=0, description="largest std of added Gaussian noise on the foreground")
-    blur: float = Field(1.0, ge=0, description="largest Gaussian blur sigma (voxels)")
-
-    def settings(self) -> AppearanceSettings:
-        return AppearanceSettings(**self.model_dump())
 
 
 #: The segmenter's budget defaults (the base's are the seed DPA's).

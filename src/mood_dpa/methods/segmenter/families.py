@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .shapes import _grid, _smooth_noise, _u, gaussian_smooth
+from ...training.fields import gaussian_smooth, smooth_noise, uniform
+from .shapes import _grid
 
 INTENSITY_OPS = ("offset", "gamma", "noise", "blur", "sharpen")
 
@@ -44,12 +45,12 @@ def _intensity(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     op = torch.randint(0, len(INTENSITY_OPS), (b,), generator=gen, device=dev).reshape(b, *[1] * (dim + 1))
     sign = torch.where(torch.rand((b,), generator=gen, device=dev) < 0.5, -1.0, 1.0)
     shape = (b, *[1] * (dim + 1))
-    offset = x + (sign * _u(gen, (b,), 0.05, 0.4, dev)).reshape(shape)
-    gamma = x.clamp_min(0).pow(torch.exp(sign * _u(gen, (b,), 0.3, 1.0, dev)).reshape(shape))
-    grain = _smooth_noise(gen, b, 1, tuple(x.shape[2:]), max(4, x.shape[-1] // 2), dev)
-    noise = x + grain * _u(gen, (b,), 0.03, 0.25, dev).reshape(shape)
-    blurred = gaussian_smooth(x, _u(gen, (b,), 0.8, 2.5, dev))
-    sharpen = x + (x - blurred) * _u(gen, (b,), 1.0, 3.0, dev).reshape(shape)
+    offset = x + (sign * uniform(gen, (b,), 0.05, 0.4, dev)).reshape(shape)
+    gamma = x.clamp_min(0).pow(torch.exp(sign * uniform(gen, (b,), 0.3, 1.0, dev)).reshape(shape))
+    grain = smooth_noise(gen, b, 1, tuple(x.shape[2:]), max(4, x.shape[-1] // 2), dev)
+    noise = x + grain * uniform(gen, (b,), 0.03, 0.25, dev).reshape(shape)
+    blurred = gaussian_smooth(x, uniform(gen, (b,), 0.8, 2.5, dev))
+    sharpen = x + (x - blurred) * uniform(gen, (b,), 1.0, 3.0, dev).reshape(shape)
     out = offset
     for i, alt in enumerate((offset, gamma, noise, blurred, sharpen)):
         out = torch.where(op == i, alt, out)
@@ -74,7 +75,7 @@ def deform(x: torch.Tensor, w: torch.Tensor, gen: torch.Generator) -> tuple[torc
     mass = w.sum(tuple(range(2, dim + 2))).clamp_min(1e-6)  # (B, 1)
     centre = (grid * w).sum(tuple(range(2, dim + 2))) / mass  # (B, dim)
     sign = torch.where(torch.rand((b,), generator=gen, device=dev) < 0.5, -1.0, 1.0)
-    strength = _u(gen, (b,), 0.3, 0.8, dev)
+    strength = uniform(gen, (b,), 0.3, 0.8, dev)
     scale = 1.0 + (sign * strength).reshape(b, 1, *ones) * w  # > 1: a sink (content drawn from further out)
     src = centre.reshape(b, dim, *ones) + (grid - centre.reshape(b, dim, *ones)) * scale
     return _sample_at(x, src), strength.reshape(b, 1, *ones)
@@ -88,6 +89,6 @@ def lesion(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     fg = (x > 0).float()
     mean = (x * fg).sum(tuple(range(1, dim + 2))) / fg.sum(tuple(range(1, dim + 2))).clamp_min(1.0)
     sign = torch.where(torch.rand((b,), generator=gen, device=dev) < 0.5, -1.0, 1.0)
-    level = (mean + sign * _u(gen, (b,), 0.15, 0.45, dev)).clamp(0.02, 1.0).reshape(shape)
-    texture = _smooth_noise(gen, b, 1, tuple(x.shape[2:]), max(4, x.shape[-1] // 4), dev) * _u(gen, (b,), 0.0, 0.06, dev).reshape(shape)
+    level = (mean + sign * uniform(gen, (b,), 0.15, 0.45, dev)).clamp(0.02, 1.0).reshape(shape)
+    texture = smooth_noise(gen, b, 1, tuple(x.shape[2:]), max(4, x.shape[-1] // 4), dev) * uniform(gen, (b,), 0.0, 0.06, dev).reshape(shape)
     return (level + texture).expand_as(x)

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import MoodError
+from ...training.appearance import TrainingStream, change_appearance
 from ...training.module import ConfigModule
 from .anomalies import AnomalyGenerator
-from .appearance import change_appearance
 from .config import SegmenterTrainConfig
 from .model import SegmenterNet
 
@@ -45,31 +45,18 @@ class SegmenterModule(ConfigModule):
         self.generator = AnomalyGenerator(self.cfg.anomalies.settings())
         self.val_generator = AnomalyGenerator(self.cfg.anomalies.validation_settings())
         self.appearance = self.cfg.appearance.settings()
-        self._gen: torch.Generator | None = None
-        self._gen_state: torch.Tensor | None = None
+        self.stream = TrainingStream("segmenter_generator_state", self.cfg.trainer.seed)
 
-    # ------------------------------------------------------------------ random streams
-    def _train_gen(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device)
-            self._gen.manual_seed(int(self.cfg.trainer.seed) * 1_000_003 + int(self.global_rank))
-            if self._gen_state is not None:
-                self._gen.set_state(self._gen_state)
-                self._gen_state = None
-        return self._gen
-
+    # ------------------------------------------------------------------ random stream (kept in the checkpoint)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self._gen is not None:
-            checkpoint["segmenter_generator_state"] = self._gen.get_state()
+        self.stream.save(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("segmenter_generator_state")
-        self._gen_state = state.cpu() if isinstance(state, torch.Tensor) else None
-        self._gen = None
+        self.stream.load(checkpoint)
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        gen = self._train_gen(batch.device)
+        gen = self.stream.get(batch.device, self.global_rank)
         x, target = self.generator(batch, gen)
         x = change_appearance(x, gen, self.appearance)  # after the anomaly: the target is untouched
         loss = segmentation_loss(self.net(x), target, self.cfg.optim.dice_weight)

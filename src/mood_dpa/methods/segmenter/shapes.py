@@ -1,25 +1,12 @@
 """Where a training anomaly goes: soft region weights in [0, 1] (unions and differences of deformed ellipsoids,
-thresholded smooth noise, thin bent tubes), and the small seeded random helpers every family shares."""
+thresholded smooth noise, thin bent tubes) and the small rotation and grid helpers the families share."""
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
+from ...training.fields import smooth_noise, uniform
 from .settings import AnomalySettings
-
-
-def _u(gen: torch.Generator, shape, lo: float, hi: float, device) -> torch.Tensor:
-    return torch.rand(shape, generator=gen, device=device) * (hi - lo) + lo
-
-
-def _smooth_noise(gen: torch.Generator, b: int, c: int, spatial: tuple[int, ...], cells: int, device) -> torch.Tensor:
-    """Low-frequency noise of roughly unit scale: a coarse normal grid upsampled (bi/trilinear)."""
-    coarse = torch.randn((b, c, *([cells] * len(spatial))), generator=gen, device=device)
-    mode = "bilinear" if len(spatial) == 2 else "trilinear"
-    return F.interpolate(coarse, size=spatial, mode=mode, align_corners=True)
 
 
 def _ramp(t: torch.Tensor) -> torch.Tensor:
@@ -32,28 +19,6 @@ def _rotations(gen: torch.Generator, n: int, dim: int, device) -> torch.Tensor:
     a = torch.randn((n, dim, dim), generator=gen, device=device)
     q, r = torch.linalg.qr(a)
     return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-
-
-def gaussian_smooth(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, 1, *spatial) with one sigma per image (voxels), replicate borders."""
-    b, dim = x.shape[0], x.dim() - 2
-    sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(b).clamp_min(1e-3)
-    radius = int(math.ceil(3.0 * float(sig.max())))
-    offs = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (offs[None] / sig[:, None]) ** 2)
-    k = k / k.sum(1, keepdim=True)  # (B, K)
-    out = x
-    conv = F.conv2d if dim == 2 else F.conv3d
-    for axis in range(dim):
-        shape = [b, 1] + [1] * dim
-        shape[2 + axis] = k.shape[1]
-        pad = [0, 0] * dim
-        pad[2 * (dim - 1 - axis)] = pad[2 * (dim - 1 - axis) + 1] = radius
-        y = F.pad(out, pad, mode="replicate")
-        # grouped conv: each image has its own kernel
-        y = y.reshape(1, b, *y.shape[2:])
-        out = conv(y, k.reshape(shape), groups=b).reshape(out.shape)
-    return out
 
 
 def _grid(spatial: tuple[int, ...], device) -> torch.Tensor:
@@ -87,23 +52,23 @@ def region_weights(x: torch.Tensor, gen: torch.Generator, s: AnomalySettings) ->
     grid = _grid(spatial, dev)  # (dim, *sp)
     centres = _pick_centres(x, gen, k)  # (B, k, dim)
     active = torch.arange(k, device=dev)[None] < torch.randint(1, k + 1, (b, 1), generator=gen, device=dev)
-    radii = _u(gen, (b, k, dim), s.radius[0], s.radius[1], dev) * side
-    radii = radii * _u(gen, (b, k, 1), 0.6, 1.0, dev).pow(torch.arange(dim, device=dev).float() / max(dim - 1, 1))
+    radii = uniform(gen, (b, k, dim), s.radius[0], s.radius[1], dev) * side
+    radii = radii * uniform(gen, (b, k, 1), 0.6, 1.0, dev).pow(torch.arange(dim, device=dev).float() / max(dim - 1, 1))
     # tubes: one long axis (up to twice the largest radius) and thin cross-sections (drawn only when on:
     # with tube_p = difference_p = 0 the stream, and so every region, is the same as before they existed)
     tube = torch.zeros((b, k), dtype=torch.bool, device=dev)
     if s.tube_p > 0:
         tube = torch.rand((b, k), generator=gen, device=dev) < s.tube_p
-        thin = _u(gen, (b, k, 1), 0.15, 0.3, dev) * radii[..., :1]
+        thin = uniform(gen, (b, k, 1), 0.15, 0.3, dev) * radii[..., :1]
         tube_radii = torch.cat([radii[..., :1] * 2.0, thin.expand(b, k, dim - 1)], dim=-1)
         radii = torch.where(tube[..., None], tube_radii, radii)
     rot = _rotations(gen, b * k, dim, dev).reshape(b, k, dim, dim)
     # a smooth displacement field per image (voxels), amplitude up to ~1/3 of the mean radius (tubes bend with it)
-    warp = _smooth_noise(gen, b, dim, spatial, 4, dev) * (radii.mean((1, 2)) * _u(gen, (b,), 0.0, 0.35, dev)).reshape(b, 1, *[1] * dim)
+    warp = smooth_noise(gen, b, dim, spatial, 4, dev) * (radii.mean((1, 2)) * uniform(gen, (b,), 0.0, 0.35, dev)).reshape(b, 1, *[1] * dim)
     pts = grid[None] + warp  # (B, dim, *sp)
-    edge = _u(gen, (b, k), 0.05, 0.6, dev)  # ramp width as a fraction of the radius (0.05: nearly hard)
+    edge = uniform(gen, (b, k), 0.05, 0.6, dev)  # ramp width as a fraction of the radius (0.05: nearly hard)
     noisy = (torch.rand((b, k), generator=gen, device=dev) < s.noise_shape_p) & ~tube
-    thresh = _u(gen, (b, k), -0.3, 0.5, dev)
+    thresh = uniform(gen, (b, k), -0.3, 0.5, dev)
     weight = torch.zeros((b, *spatial), device=dev)
     flat_pts = pts.reshape(b, dim, -1)  # (B, dim, N)
     ones = [1] * dim
@@ -116,7 +81,7 @@ def region_weights(x: torch.Tensor, gen: torch.Generator, s: AnomalySettings) ->
     for j in range(k):
         rho = ellipsoid_level(centres[:, j], radii[:, j], rot[:, j])
         ell = 1.0 - rho  # > 0 inside the ellipsoid
-        n = _smooth_noise(gen, b, 1, spatial, max(3, int(round(side / float(radii[:, j].mean().clamp_min(1.0)) * 1.5))), dev)[:, 0]
+        n = smooth_noise(gen, b, 1, spatial, max(3, int(round(side / float(radii[:, j].mean().clamp_min(1.0)) * 1.5))), dev)[:, 0]
         n = n / n.flatten(1).abs().amax(1).clamp_min(1e-6).reshape(b, *ones)
         blob = torch.minimum(n - thresh[:, j].reshape(b, *ones), 1.2 - rho)  # noise above a level, in a ball
         level = torch.where(noisy[:, j].reshape(b, *ones), blob, ell)
@@ -127,7 +92,7 @@ def region_weights(x: torch.Tensor, gen: torch.Generator, s: AnomalySettings) ->
         return weight[:, None]
     # differences: an ellipsoid of 0.5-1x the first component's size, its centre moved by up to one radius
     cut = torch.rand((b,), generator=gen, device=dev) < s.difference_p
-    cut_radii = radii[:, 0] * _u(gen, (b, 1), 0.5, 1.0, dev)
+    cut_radii = radii[:, 0] * uniform(gen, (b, 1), 0.5, 1.0, dev)
     cut_centre = centres[:, 0] + (torch.rand((b, dim), generator=gen, device=dev) * 2 - 1) * radii[:, 0]
     hole = _ramp((1.0 - ellipsoid_level(cut_centre, cut_radii, _rotations(gen, b, dim, dev))) / 0.1)
     weight = torch.where(cut.reshape(b, *ones), (weight - hole).clamp_min(0.0), weight)
