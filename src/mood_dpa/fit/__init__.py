@@ -111,6 +111,7 @@ def run_fit(
     tuning_kinds: str | None = None,
     held_out: str | None = None,
     flips: bool | None = None,
+    tuning_appearance: float = 0.0,
     log: Callable[[str], None] = print,
 ) -> FitOutcome:
     """Train every requested recipe on the volumes in ``data`` and write detectors into ``out``.
@@ -119,7 +120,8 @@ def run_fit(
     the training anomaly families (:mod:`.tuning_set`). ``held_out``: train each family recipe once without
     each family (``each``) or each ``+``-joined group of a comma list, validating each run on what it left
     out, and average the runs (None: the preset's choice; ``none``: one run). ``flips``: let the tuning set
-    choose test-time flips for every detector (None: the preset's choice)."""
+    choose test-time flips for every detector (None: the preset's choice). ``tuning_appearance``: the share of
+    the tuning set's volumes given another scanner's look (:mod:`.tuning_set`; 0: one look)."""
     plan = preset_named(preset)
     if kind not in AXES:
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
@@ -131,13 +133,19 @@ def run_fit(
     vols = list_volumes(data)
     if len(vols) < 2 * plan.n_folds:
         raise MoodError(f"{data}: {len(vols)} volumes are too few for {plan.n_folds} folds (need at least {2 * plan.n_folds})")
-    prepare_output_dir(out, inputs=[data], overwrite=overwrite)
-    out = mark_output_dir(out)
+    kinds = parse_kinds(tuning_kinds) if tuning_kinds else None
+    if not 0.0 <= tuning_appearance <= 1.0:
+        raise MoodError(f"--tuning-appearance {tuning_appearance:g}: a share of the tuning volumes, between 0 and 1")
+    if tuning_appearance and kinds is not None:
+        raise MoodError("--tuning-appearance changes the family tuning set; it does not combine with --tuning-kinds")
     per_recipe = parse_overrides(overrides, chosen)
+    groups = parse_held_out(plan.held_out if held_out is None else held_out)
+    prepare_output_dir(out, inputs=[data], overwrite=overwrite)  # every option checked: a bad one leaves nothing
+    out = mark_output_dir(out)
     options = {"data": str(data), "preset": preset, "methods": list(chosen), "kind": kind, "seed": seed,
                "overrides": list(overrides), "tuning": tuning_kinds or "families", "volumes": fingerprint(vols)}
-    kinds = parse_kinds(tuning_kinds) if tuning_kinds else None
-    groups = parse_held_out(plan.held_out if held_out is None else held_out)
+    if tuning_appearance:
+        options["tuning_appearance"] = tuning_appearance
     options["held_out"] = ["+".join(g) for g in groups]
     flips = plan.flips if flips is None else bool(flips)
     options["flips"] = flips
@@ -159,7 +167,8 @@ def run_fit(
 
     tuning = out / "tuning"
     if kinds is None:  # the training families: no evaluation kind takes part in any choice
-        stage("tuning set", lambda: make_family_tuning_set(val_vols, tuning, seed + 1000, plan.tuning_per_volume))
+        stage("tuning set", lambda: make_family_tuning_set(val_vols, tuning, seed + 1000, plan.tuning_per_volume,
+                                                          appearance_p=tuning_appearance))
     else:
         stage("tuning set", lambda: len(make_synthetic_set(
             val_vols, tuning, kinds, (1, 1), seed + 1000, cases_per_volume=plan.tuning_per_volume and min(plan.tuning_per_volume, len(kinds)),

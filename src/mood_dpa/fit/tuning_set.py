@@ -7,11 +7,18 @@ choice, and "how it does on an anomaly nobody anticipated" is optimistic. Here e
 volume gets a normal copy and anomalies of the segmenter's training families (:mod:`mood_dpa.methods.
 segmenter.anomalies`, drawn in 3-D, seeded), in the same MOOD toy layout, with ``kind`` =
 ``family:<name>`` in the manifest. ``fit --tuning-kinds`` gives the old set of evaluation kinds.
+
+More than one look (``fit --tuning-appearance P``): a share P of the volumes get another scanner's look
+(:func:`mood_dpa.training.appearance.change_appearance`, the training augmentation's ranges), the SAME look
+for the volume's normal copy and every anomalous case of it (the label is untouched), so the rules are
+chosen on more than one style and do not over-trust a member that only fits the training scanner
+(issue 16). ``looks.json`` lists the changed cases.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +26,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_dir
+from ..training.appearance import AppearanceConfig, change_appearance
 from ..data.synth.layout import write_manifest
 from ..methods.segmenter.anomalies import FAMILIES, AnomalyGenerator, AnomalySettings
 from ..volumes import read_volume, volume_id, write_volume
@@ -27,12 +35,25 @@ from ..volumes import read_volume, volume_id, write_volume
 PREFIX = "family:"
 
 
+LOOKS_FILE = "looks.json"
+
+
+def other_look(data: np.ndarray, seed: int) -> np.ndarray:
+    """``data`` (a 3-D volume in [0, 1]) with the look drawn by ``seed``: every call with the same seed and
+    shape draws the same gamma, contrast, bias field, noise and blur."""
+    look = AppearanceConfig(p=1.0).settings()
+    x = torch.from_numpy(np.ascontiguousarray(data, np.float32))[None, None]
+    return change_appearance(x, torch.Generator().manual_seed(int(seed)), look)[0, 0].numpy()
+
+
 def make_family_tuning_set(paths: Sequence[Path], out: Path, seed: int, cases_per_volume: int | None = 1,
-                           families: Sequence[str] = FAMILIES) -> int:
+                           families: Sequence[str] = FAMILIES, appearance_p: float = 0.0) -> int:
     """Normal copy + anomalous cases of ``families`` for every volume (one case each, or ``cases_per_volume``
-    families in turn); returns the number of cases written."""
+    families in turn), a share ``appearance_p`` of the volumes in another look; returns the number of cases."""
     paths = [Path(p) for p in paths]
     rows: list[dict] = []
+    looks: dict[str, int] = {}
+    pick = np.random.default_rng([int(seed), 7])
     with atomic_dir(out) as tmp:
         toy, pix, smp = tmp / "toy", tmp / "toy_label" / "pixel", tmp / "toy_label" / "sample"
         for d in (toy, pix, smp):
@@ -40,6 +61,9 @@ def make_family_tuning_set(paths: Sequence[Path], out: Path, seed: int, cases_pe
 
         def write_case(case: str, vol, data: np.ndarray, label: np.ndarray, kind: str, base: dict) -> None:
             name = f"{case}.nii.gz"
+            if look_seed is not None:
+                data = other_look(data, look_seed)
+                looks[case] = look_seed
             write_volume(toy / name, data, vol.affine, vol.header, np.float32)
             write_volume(pix / name, label, vol.affine, vol.header, np.uint8)
             (smp / f"{name}.txt").write_text(f"{int(label.any())}\n")
@@ -48,6 +72,7 @@ def make_family_tuning_set(paths: Sequence[Path], out: Path, seed: int, cases_pe
                          "centre": "[]", "params": "[]"})
 
         for vi, path in enumerate(paths):
+            look_seed = int(seed) * 1_000_003 + 7919 * vi if pick.random() < appearance_p else None
             vol = read_volume(path)
             data = np.clip(vol.data, 0.0, 1.0).astype(np.float32)
             stem = path.name.split(".")[0]
@@ -66,4 +91,6 @@ def make_family_tuning_set(paths: Sequence[Path], out: Path, seed: int, cases_pe
                 label = (target[0, 0] > 0).numpy().astype(np.uint8)
                 write_case(f"{stem}_{family}", vol, anomalous[0, 0].numpy(), label, PREFIX + family, base)
         write_manifest(tmp / "manifest.csv", rows)
+        if appearance_p > 0:
+            (tmp / LOOKS_FILE).write_text(json.dumps({"appearance_p": appearance_p, "cases": looks}, indent=1) + "\n")
     return len(rows)
