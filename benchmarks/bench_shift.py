@@ -69,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--held-out", default=None, help="fit's --held-out: none, each, or family groups a+b,c")
     ap.add_argument("--tuning-kinds", default=None, help="fit's --tuning-kinds (default: the training families)")
     ap.add_argument("--tuning-appearance", type=float, default=0.0, help="fit's --tuning-appearance (default 0: one look)")
+    ap.add_argument("--standardise", action="store_true", help="fit's --standardise (intensity landmarks of the training volumes)")
     args = ap.parse_args(argv)
     if args.out is None and args.table is None:
         ap.error("-o/--out is required (or --table SHIFT_JSON)")
@@ -121,7 +122,8 @@ def check_setting(args) -> dict:
     setting = {"kind": args.kind, "volumes": args.volumes, "test": args.test, "size": args.size, "preset": args.preset,
                "methods": args.methods, "kinds": parse_kinds(args.kinds), "seed": args.seed,
                "overrides": args.overrides, "held_out": args.held_out, "tuning_kinds": args.tuning_kinds,
-               **({"tuning_appearance": args.tuning_appearance} if args.tuning_appearance else {})}
+               **({"tuning_appearance": args.tuning_appearance} if args.tuning_appearance else {}),
+               **({"standardise": True} if args.standardise else {})}
     path = args.out / SETTING_FILE
     if path.is_file():
         old = json.loads(path.read_text())
@@ -171,7 +173,7 @@ def fit_population(args, population: int, log) -> dict[str, Path]:
     fit = run_fit(volumes, args.out / f"pop{population:02d}" / "fit", preset=args.preset, methods=args.methods,
                   kind=args.kind, seed=args.seed, device=args.device, threads=args.threads, report=False,
                   overrides=args.overrides, held_out=args.held_out, tuning_kinds=args.tuning_kinds,
-                  tuning_appearance=args.tuning_appearance,
+                  tuning_appearance=args.tuning_appearance, standardise=args.standardise,
                   log=lambda msg: log("    " + msg))
     detectors = {m: Path(p) for m, p in fit.detectors.items()}
     if fit.detector is not None and Path(fit.detector) not in detectors.values():

@@ -192,3 +192,22 @@ def test_held_out_each_trains_one_run_per_enabled_family_only(phantoms, tmp_path
     assert cli(["fit", "-i", phantoms / "vols", "-o", tmp_path / "bad", "--preset", "quick", "--method", "segmenter2d",
                 "--held-out", "fpi+poisson+intensity", "--no-report"]) == 2
     assert not (tmp_path / "bad" / "runs" / "segmenter2d_without_fpi+poisson+intensity" / "model.pt").exists()
+
+
+def test_fit_standardise_stores_the_training_volumes_landmarks_in_every_detector(phantoms, tmp_path, cli):
+    """``--standardise``: the landmarks are the mean foreground percentiles of fit's TRAINING volumes (not the
+    validation fold's, which calibrate), written once and carried by each detector file."""
+    from mood_dpa.data.folds import read_folds
+    from mood_dpa.inference.detector_file import read_spec
+    from mood_dpa.scoring.standardise import Standardiser
+    from mood_dpa.volumes import list_volumes, read_volume, volume_id
+
+    out = tmp_path / "models"
+    assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "histogram", "--standardise",
+                "--no-report"]) == 0
+    fold = read_folds(out / "folds.csv")
+    train = [read_volume(p).data for p in list_volumes(phantoms / "vols") if fold[volume_id(p)] != 0]
+    expected = Standardiser.fit(train)
+    got = read_spec(out / "detectors" / "histogram.yaml").standardise
+    np.testing.assert_allclose(got.landmarks, expected.landmarks, atol=1e-9)
+    assert json.loads((out / "fit_state.json").read_text())["options"]["standardise"] is True

@@ -35,6 +35,7 @@ def fit_cmd(
     tuning_kinds: Optional[str] = typer.Option(None, "--tuning-kinds", help="Choose the rules on a tuning set of these evaluation kinds of 'synth' (e.g. local) instead of the training anomaly families (the default: no evaluation kind takes part in any choice)."),
     flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help="Let the tuning set choose test-time flips for every detector (default: the preset's)."),
     tuning_appearance: float = typer.Option(0.0, "--tuning-appearance", min=0.0, max=1.0, help="Share of the tuning set's volumes given another scanner's look (gamma, contrast, bias field, noise, blur; the same look for a volume's normal and anomalous copies), so member weights and rules are chosen on more than one style (0: one look)."),
+    standardise: bool = typer.Option(False, "--standardise/--no-standardise", help="Every detector maps each volume's foreground intensities onto the training volumes' percentile landmarks before scoring it (undoes a new scanner's global contrast and gamma; see README 'New scanners')."),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="METHOD.KEY=VALUE",
                                              help="Override a method's config, e.g. --set segmenter2d.optim.max_steps=5000 (or simclr.KEY=VALUE). Repeatable."),
     overwrite: bool = OVERWRITE_OPTION,
@@ -52,7 +53,8 @@ def fit_cmd(
     range_check(no_range_check)
     outcome = run_fit(data, out, preset=preset, methods=method, kind=kind, seed=seed, device=device, threads=threads,
                       report=report, overwrite=overwrite, overrides=set_ or (), held_out=held_out, tuning_kinds=tuning_kinds,
-                      flips=flips, tuning_appearance=tuning_appearance, log=typer.echo)
+                      flips=flips, tuning_appearance=tuning_appearance, standardise=standardise,
+                      log=typer.echo)
     for name, path in outcome.detectors.items():
         typer.echo(f"  detector {name}: {path}")
     if outcome.report is not None:

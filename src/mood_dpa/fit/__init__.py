@@ -21,6 +21,7 @@ that ``fit`` never saw (``mood-dpa synth`` on a held-out folder), as the README 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,11 +29,13 @@ from typing import Callable, Sequence
 from ..data.folds import make_folds, read_folds, write_folds_csv
 from ..data.slices import SliceRule, build_store
 from ..data.synth.layout import make_synthetic_set, parse_kinds
+from ..atomic import write_text
 from ..errors import MoodError
 from ..methods.registry import recipe, recipes
 from ..outputs import mark_output_dir, prepare_output_dir
 from ..runtime import check_device, check_seed
-from ..volumes import list_volumes, volume_id
+from ..scoring.standardise import Standardiser
+from ..volumes import list_volumes, read_volume, volume_id
 from ..methods.segmenter.anomalies import FAMILIES
 from .detectors import build_detector, validation_report
 from .presets import ALL, AXES, PRESETS, Preset
@@ -112,6 +115,7 @@ def run_fit(
     held_out: str | None = None,
     flips: bool | None = None,
     tuning_appearance: float = 0.0,
+    standardise: bool = False,
     log: Callable[[str], None] = print,
 ) -> FitOutcome:
     """Train every requested recipe on the volumes in ``data`` and write detectors into ``out``.
@@ -121,7 +125,9 @@ def run_fit(
     each family (``each``) or each ``+``-joined group of a comma list, validating each run on what it left
     out, and average the runs (None: the preset's choice; ``none``: one run). ``flips``: let the tuning set
     choose test-time flips for every detector (None: the preset's choice). ``tuning_appearance``: the share of
-    the tuning set's volumes given another scanner's look (:mod:`.tuning_set`; 0: one look)."""
+    the tuning set's volumes given another scanner's look (:mod:`.tuning_set`; 0: one look). ``standardise``:
+    every detector maps each volume's foreground intensities onto the training volumes' landmarks first
+    (:mod:`mood_dpa.scoring.standardise`, fitted on the training volumes)."""
     plan = preset_named(preset)
     if kind not in AXES:
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
@@ -146,6 +152,8 @@ def run_fit(
                "overrides": list(overrides), "tuning": tuning_kinds or "families", "volumes": fingerprint(vols)}
     if tuning_appearance:
         options["tuning_appearance"] = tuning_appearance
+    if standardise:
+        options["standardise"] = True
     options["held_out"] = ["+".join(g) for g in groups]
     flips = plan.flips if flips is None else bool(flips)
     options["flips"] = flips
@@ -177,18 +185,23 @@ def run_fit(
     ctx = FitContext(stage, plan, kind, out, folds_csv, stores, train_vols, seed, device, threads, per_recipe, groups)
     models = {m: train_recipe(*recipe(m), ctx) for m in chosen}
 
+    standardiser = None
+    if standardise:
+        marks = Path(stage("standardisation landmarks", lambda: str(write_text(out / "standardise.json", json.dumps(
+            Standardiser.fit(read_volume(p).data for p in train_vols).to_dict(), indent=1) + "\n"))))
+        standardiser = Standardiser.from_dict(json.loads(marks.read_text()))
     detectors: dict[str, str] = {}
     maps = [m for m in chosen if recipe(m)[0].voxel_map]  # a sample-level method joins the cross-method detector only
     if not maps:
         raise MoodError(f"--method {','.join(chosen)}: no method gives a voxel map; add one (e.g. histogram, segmenter2d)")
     for m in maps:
         detectors[m] = stage(f"detector {m}", lambda m=m: str(build_detector(
-            out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed, flips)))
+            out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed, flips, standardiser)))
     members = {m: models[m] for m in chosen if recipe(m)[1].member}
     final: Path | None = None
     if len(members) > 1:
         final = Path(stage("detector ensemble", lambda: str(build_detector(
-            out / "detector.yaml", members, val_vols, tuning, device, seed, flips))))
+            out / "detector.yaml", members, val_vols, tuning, device, seed, flips, standardiser))))
     elif members:
         final = Path(detectors[next(iter(members))])
     report_path = None

@@ -12,16 +12,18 @@ from ..evaluation.report import MethodResult, Report, write_report
 from ..inference.loading import load_detector
 from ..inference.predict import predict_folder
 from ..inference.tuning import FLIP_CANDIDATES, fit_detector_file
+from ..scoring.standardise import Standardiser
 
 
 def build_detector(path: Path, members: dict[str, list[str]], normals: Sequence[Path], tuning: Path,
-                   device: str | None, seed: int, flips: bool = False) -> Path:
-    """One detector file over ``members`` (recipe -> model files), calibrated on ``normals``, tuned on ``tuning``."""
+                   device: str | None, seed: int, flips: bool = False, standardiser: Standardiser | None = None) -> Path:
+    """One detector file over ``members`` (recipe -> model files), calibrated on ``normals``, tuned on ``tuning``
+    (with ``standardiser``: every volume's intensities standardised before the members score it)."""
     files = [f for fs in members.values() for f in fs]
     groups = [m for m, fs in members.items() for _ in fs]  # one member per recipe (the 2-D and 3-D segmenters apart)
     path.parent.mkdir(parents=True, exist_ok=True)  # model paths are stored relative to the detector's folder
     fit_detector_file(path, files, list(normals), groups=groups, device=device, val_dir=tuning, seed=seed, progress=False,
-                      flip_candidates=FLIP_CANDIDATES if flips else None)
+                      flip_candidates=FLIP_CANDIDATES if flips else None, standardiser=standardiser)
     return path
 
 

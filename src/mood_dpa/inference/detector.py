@@ -10,7 +10,9 @@ score is a normal-quantile level), the calibrated member maps are combined by ``
 the detector's final calibration. With one member there is no member calibration: the member's raw
 map is calibrated once, exactly as the single-method detector files of version 1 were. Then: background
 voxels (intensity <= ``background_threshold``) score 0 and every foreground voxel >= 2^-14; the
-sample score pools the voxel map by ``sample_rule``.
+sample score pools the voxel map by ``sample_rule``. With a ``standardiser``
+(:mod:`mood_dpa.scoring.standardise`) every member scores the volume after its foreground intensities are
+mapped onto the training volumes' landmarks (the background mask is the same either way).
 
 A member can also be SAMPLE-LEVEL (its method gives :class:`~mood_dpa.scoring.sample_inferer.SampleModel`
 scorers, e.g. ``volume-histogram``): it gives no voxel map, so it never enters ``member_combine``, the
@@ -43,6 +45,7 @@ from ..scoring.device import device_for_rank
 from ..scoring.sample_inferer import SampleModel, score_sample
 from ..scoring.sample_rules import SampleRule
 from ..scoring.slice_inferer import AxisModel
+from ..scoring.standardise import Standardiser
 
 #: how the calibrated maps of several members combine per voxel
 MEMBER_RULES: tuple[str, ...] = ("mean", "max", "weighted")
@@ -148,6 +151,7 @@ class ShellDetector:
         bf16: bool = False,
         device: str | Any | None = None,
         border: BorderRule | None = None,
+        standardiser: Standardiser | None = None,
     ) -> None:
         if not members:
             raise MoodError("a detector needs at least one member")
@@ -171,6 +175,7 @@ class ShellDetector:
         self.sample_rule = sample_rule or SampleRule()
         self.sample_combine = sample_combine
         self.border = border or OFF
+        self.standardiser = standardiser
         #: provenance for the prediction record (set by mood_dpa.inference.loading)
         self.source: dict[str, Any] = {}
         self.bf16 = bool(bf16)
@@ -217,8 +222,17 @@ class ShellDetector:
         views = self.mirror_maps(data, member, flips)
         return average_views(views[None], [views[a] for a in flips])
 
+    def standardised(self, data: np.ndarray | Any) -> np.ndarray | Any:
+        """What the members score: ``data`` with its intensities standardised (the detector has a standardiser)."""
+        if self.standardiser is None:
+            return data
+        if isinstance(data, torch.Tensor):
+            return torch.from_numpy(self.standardiser.apply(data.detach().cpu().numpy())).to(data.device)
+        return self.standardiser.apply(data)
+
     def mirror_maps(self, data: np.ndarray | Any, member: Member, axes: Sequence[int]) -> dict:
         """``{None: raw map, axis: map of the volume mirrored along axis, flipped back}``: each view scored once."""
+        data = self.standardised(data)
         vol = torch.as_tensor(np.asarray(data, np.float32) if not isinstance(data, torch.Tensor) else data).to(self.device)
         views = {None: score_raw(vol, member.scorers, member.combine, self.batch_size, self.device, self.bf16)}
         for axis in axes:
@@ -240,6 +254,7 @@ class ShellDetector:
 
     def member_sample_scores(self, data: np.ndarray | Any) -> list[float]:
         """Each sample-level member's score in [0, 1] (its models pooled by the member's combine rule)."""
+        data = self.standardised(data) if self.sample_members else data
         return [score_sample(data, m.scorers, m.combine) for m in self.sample_members]
 
     def score_raw(self, data: np.ndarray | Any):

@@ -32,6 +32,8 @@ The format (version 2; ``format: mood-dpa/detector``, files written before read 
       tail_scale: 0.123
     sample_rule: {kind: topk, fraction: 0.0001, sigma: 1.0}   # mood_dpa.scoring.sample_rules
     sample_combine: map           # map | max | mean: the sample rule's score with the sample-level members'
+    standardise: null             # or {percentiles: [...], landmarks: [...]}: map every volume's foreground
+                                  # intensities onto these landmarks first (mood_dpa.scoring.standardise)
     batch_size: null              # slices per forward pass; null = automatic
     bf16: false                   # bf16 autocast on CUDA
     info: {...}                   # provenance: what calibration was fitted on, what was tuned on (tuned_on)
@@ -59,6 +61,7 @@ from ..scoring.border import BorderRule
 from ..scoring.calibration import Calibration
 from ..scoring.combine import COMBINE_RULES
 from ..scoring.sample_rules import SampleRule
+from ..scoring.standardise import Standardiser
 from .detector import MEMBER_RULES, SAMPLE_COMBINE_RULES
 
 FORMAT = "mood-dpa/detector"
@@ -91,6 +94,7 @@ def _runtime(cls: type) -> Any:
 CalibrationField = _runtime(Calibration)
 SampleRuleField = _runtime(SampleRule)
 BorderField = _runtime(BorderRule)
+StandardiseField = _runtime(Standardiser)
 
 
 class ModelEntry(StrictModel):
@@ -128,6 +132,7 @@ class DetectorSpec(StrictModel):
     calibration: CalibrationField | str | None = None  # type: ignore[valid-type]
     sample_rule: SampleRuleField = Field(default_factory=SampleRule)  # type: ignore[valid-type]
     sample_combine: Literal[SAMPLE_COMBINE_RULES] = "map"  # type: ignore[valid-type]
+    standardise: StandardiseField | None = None  # type: ignore[valid-type]  # absent (older files): none
     batch_size: int | None = Field(None, ge=1)  # None: automatic (ShellDetector._auto_batch)
     bf16: bool = False
     info: dict[str, Any] = Field(default_factory=dict)

@@ -56,7 +56,7 @@ def detector_from_spec(spec: DetectorSpec, base: Path, device: str | Any | None 
         members, name=spec.name or "detector", member_combine=spec.member_combine,
         background_threshold=spec.background_threshold, calibration=resolve_calibration(spec, base),
         border=spec.border, sample_rule=spec.sample_rule, sample_combine=spec.sample_combine,
-        batch_size=batch_size or spec.batch_size, bf16=spec.bf16 if bf16 is None else bf16, device=dev,
+        standardiser=spec.standardise, batch_size=batch_size or spec.batch_size, bf16=spec.bf16 if bf16 is None else bf16, device=dev,
     )
 
 

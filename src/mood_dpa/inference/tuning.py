@@ -32,6 +32,7 @@ from ..runtime import adapt_threads
 from ..scoring.border import BORDER_CANDIDATES, BorderRule
 from ..scoring.calibration import DEFAULT_SAMPLES_PER_VOLUME, DEFAULT_Y_TOP, Calibration, fit_calibration, sample_raw_scores
 from ..scoring.sample_rules import CANDIDATE_RULES, SampleRule, candidate_scores
+from ..scoring.standardise import Standardiser
 from ..volumes import iter_volumes, list_volumes
 from .detector import SAMPLE_COMBINE_RULES, ShellDetector, average_views, combine_members, combine_sample_scores
 from ..config import validate
@@ -325,6 +326,7 @@ def spec_of(det: ShellDetector, spec: DetectorSpec, info: dict[str, Any] | None 
     data["sample_rule"] = det.sample_rule.to_dict()
     data["sample_combine"] = det.sample_combine
     data["border"] = det.border.to_dict()
+    data["standardise"] = det.standardiser.to_dict() if det.standardiser is not None else None
     if info is not None:
         data["info"] = {**data.get("info", {}), **info}
     return validate(DetectorSpec, data, "detector")
@@ -343,12 +345,15 @@ def calibrate_detector_file(path: str | os.PathLike, normal_volumes, *, device: 
 
 def fit_detector_file(path: str | os.PathLike, model_files: Sequence[str | os.PathLike], normal_volumes, *,
                       groups: Sequence[str] | None = None, combine: str = "mean", background_threshold: float | None = 0.0,
-                      device: str | None = None, batch_size: int | None = None, **options: Any) -> ShellDetector:
-    """Build the detector of ``model_files`` in memory, calibrate it on ``normal_volumes`` (choosing the
-    rules on ``val_dir``), write its file once, and return it ready for :func:`mood_dpa.inference.predict.predict_folder`."""
+                      device: str | None = None, batch_size: int | None = None, standardiser: Standardiser | None = None,
+                      **options: Any) -> ShellDetector:
+    """Build the detector of ``model_files`` in memory (with ``standardiser``: every volume's intensities
+    standardised first), calibrate it on ``normal_volumes`` (choosing the rules on ``val_dir``), write its
+    file once, and return it ready for :func:`mood_dpa.inference.predict.predict_folder`."""
     path = Path(path)
     spec = build_spec(path, group_members(model_files, None, groups, check=False), combine=combine,
                       background_threshold=background_threshold, batch_size=batch_size)
+    spec = spec.model_copy(update={"standardise": standardiser})
     det = detector_from_spec(spec, path.parent.resolve(), device=device, batch_size=batch_size)
     info = calibrate_detector(det, normal_volumes, **options)
     write_spec(path, spec_of(det, spec, {"calibration": info}))
