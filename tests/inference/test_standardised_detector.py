@@ -54,3 +54,19 @@ def test_the_detector_file_keeps_the_landmarks(tmp_path):
     plain = fit_detector_file(tmp_path / "plain.yaml", [tmp_path / "h.npz"], scans, samples_per_volume=500, progress=False)
     assert read_spec(tmp_path / "plain.yaml").standardise is None
     assert not np.allclose(det.member_raw(vol)[0].numpy(), plain.member_raw(vol)[0].numpy())
+
+
+def test_sample_level_members_see_the_volume_as_it_is():
+    """A global gamma is what a sample-level member (the volume histogram) must flag: standardisation, which
+    undoes it for the voxel maps, is not applied to what sample-level members score."""
+    from mood_dpa.scoring.sample_inferer import SampleModel
+
+    seen = []
+    sample = SampleModel(score_fn=lambda v: seen.append(np.array(v, np.float32)) or 0.5, name="probe")
+    std = Standardiser.fit([blob_volume((16, 16, 16), seed=s) for s in range(3)])
+    det = ShellDetector([Member("id", "histogram", [_identity()]), Member("probe", "volume-histogram", [sample])],
+                        device="cpu", standardiser=std)
+    vol = blob_volume((16, 16, 16), seed=5)
+    det.member_sample_scores(vol)
+    np.testing.assert_array_equal(seen[0], vol)
+    np.testing.assert_allclose(det.member_raw(vol)[0].numpy(), std.apply(vol), atol=1e-7)

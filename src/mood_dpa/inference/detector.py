@@ -11,8 +11,10 @@ the detector's final calibration. With one member there is no member calibration
 map is calibrated once, exactly as the single-method detector files of version 1 were. Then: background
 voxels (intensity <= ``background_threshold``) score 0 and every foreground voxel >= 2^-14; the
 sample score pools the voxel map by ``sample_rule``. With a ``standardiser``
-(:mod:`mood_dpa.scoring.standardise`) every member scores the volume after its foreground intensities are
-mapped onto the training volumes' landmarks (the background mask is the same either way).
+(:mod:`mood_dpa.scoring.standardise`) every voxel-map member scores the volume after its foreground
+intensities are mapped onto the training volumes' landmarks (the background mask is the same either way);
+sample-level members still see the volume as it is, since a change of the whole histogram (a global
+gamma, another modality) is what they are there to flag.
 
 A member can also be SAMPLE-LEVEL (its method gives :class:`~mood_dpa.scoring.sample_inferer.SampleModel`
 scorers, e.g. ``volume-histogram``): it gives no voxel map, so it never enters ``member_combine``, the
@@ -254,8 +256,7 @@ class ShellDetector:
 
     def member_sample_scores(self, data: np.ndarray | Any) -> list[float]:
         """Each sample-level member's score in [0, 1] (its models pooled by the member's combine rule)."""
-        data = self.standardised(data) if self.sample_members else data
-        return [score_sample(data, m.scorers, m.combine) for m in self.sample_members]
+        return [score_sample(data, m.scorers, m.combine) for m in self.sample_members]  # the volume as it is (below)
 
     def score_raw(self, data: np.ndarray | Any):
         """The combined map before the final calibration (torch float32 tensor on the device; not masked)."""
