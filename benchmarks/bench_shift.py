@@ -69,7 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--held-out", default=None, help="fit's --held-out: none, each, or family groups a+b,c")
     ap.add_argument("--tuning-kinds", default=None, help="fit's --tuning-kinds (default: the training families)")
     ap.add_argument("--tuning-appearance", type=float, default=0.0, help="fit's --tuning-appearance (default 0: one look)")
-    ap.add_argument("--standardise", action="store_true", help="fit's --standardise (intensity landmarks of the training volumes)")
+    ap.add_argument("--appearance-twin", type=float, default=0.0, help="fit's --appearance-twin (default 0: off)")
+    ap.add_argument("--standardise", action=argparse.BooleanOptionalAction, default=None,
+                    help="fit's --standardise / --no-standardise (default: the preset's, on)")
     args = ap.parse_args(argv)
     if args.out is None and args.table is None:
         ap.error("-o/--out is required (or --table SHIFT_JSON)")
@@ -123,7 +125,8 @@ def check_setting(args) -> dict:
                "methods": args.methods, "kinds": parse_kinds(args.kinds), "seed": args.seed,
                "overrides": args.overrides, "held_out": args.held_out, "tuning_kinds": args.tuning_kinds,
                **({"tuning_appearance": args.tuning_appearance} if args.tuning_appearance else {}),
-               **({"standardise": True} if args.standardise else {})}
+               **({"standardise": args.standardise} if args.standardise is not None else {}),
+               **({"appearance_twin": args.appearance_twin} if args.appearance_twin else {})}
     path = args.out / SETTING_FILE
     if path.is_file():
         old = json.loads(path.read_text())
@@ -174,6 +177,7 @@ def fit_population(args, population: int, log) -> dict[str, Path]:
                   kind=args.kind, seed=args.seed, device=args.device, threads=args.threads, report=False,
                   overrides=args.overrides, held_out=args.held_out, tuning_kinds=args.tuning_kinds,
                   tuning_appearance=args.tuning_appearance, standardise=args.standardise,
+                  appearance_twin=args.appearance_twin,
                   log=lambda msg: log("    " + msg))
     detectors = {m: Path(p) for m, p in fit.detectors.items()}
     if fit.detector is not None and Path(fit.detector) not in detectors.values():

@@ -181,6 +181,7 @@ def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: st
         "training data": f"{plan.train_volumes} {kind} phantoms {plan.size}^3; fit's fold 0 = validation "
                          "(early stopping, calibration, tuning set)",
         "rules chosen on": _tuning_description(out / "fit"),
+        "intensities": _standardise_description(out / "fit"),
         "test set": f"{len(manifest_rows)} cases ({sum(r['kind'] == 'normal' for r in manifest_rows)} normal) from "
                     f"{plan.test_volumes} held-out subjects no model or rule saw; kinds: {', '.join(plan.kinds)}",
         "metric": "MOOD rules: predictions read as float16, clipped to [0,1]; pooled voxel AP over all cases",
@@ -233,6 +234,14 @@ def _tuning_description(fit_dir: Path) -> str:
         return ("a tuning set of the validation fold's volumes with anomalies of the segmenter's TRAINING families "
                 "(no evaluation kind took part in any choice)")
     return f"a tuning set of the evaluation kinds {tuning} (fit --tuning-kinds): the unseen-kind numbers are optimistic"
+
+
+def _standardise_description(fit_dir: Path) -> str:
+    """Whether fit's detectors standardise each volume's intensities (its state file's option), for the facts."""
+    if json.loads((fit_dir / "fit_state.json").read_text()).get("options", {}).get("standardise"):
+        return ("each volume's foreground mapped onto the training volumes' percentile landmarks before the voxel-map "
+                "members score it (fit --standardise; the volume histogram sees the volume as it is)")
+    return "as they are (fit --no-standardise)"
 
 
 def _note(method: str) -> str:

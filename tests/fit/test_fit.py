@@ -211,3 +211,20 @@ def test_fit_standardise_stores_the_training_volumes_landmarks_in_every_detector
     got = read_spec(out / "detectors" / "histogram.yaml").standardise
     np.testing.assert_allclose(got.landmarks, expected.landmarks, atol=1e-9)
     assert json.loads((out / "fit_state.json").read_text())["options"]["standardise"] is True
+
+
+def test_appearance_twin_trains_each_learned_method_again_with_other_looks_as_a_member_of_its_own(phantoms, tmp_path, cli):
+    """``--appearance-twin 0.5``: the segmenter is trained twice, plainly and with half its training images in
+    another look; the twin is its own member (and detector) beside the plain one; the fitted histogram has none."""
+    from mood_dpa.inference.detector_file import read_spec
+
+    out = tmp_path / "models"
+    assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "histogram,segmenter2d",
+                "--appearance-twin", "0.5", "--no-report"]) == 0
+    looks = {run: yaml.safe_load((out / "runs" / run / "config.yaml").read_text())["appearance"]["p"]
+             for run in ("segmenter2d", "segmenter2d+appearance")}
+    assert looks == {"segmenter2d": 0.0, "segmenter2d+appearance": 0.5}
+    assert [m.name for m in read_spec(out / "detector.yaml").members] == ["histogram", "segmenter2d", "segmenter2d+appearance"]
+    twin = read_spec(out / "detectors" / "segmenter2d+appearance.yaml")
+    assert [m.method for m in twin.members] == ["segmenter"] and not (out / "models" / "histogram+appearance.npz").exists()
+    assert cli(["fit", "-i", phantoms / "vols", "-o", tmp_path / "bad", "--preset", "quick", "--appearance-twin", "2"]) == 2

@@ -95,7 +95,7 @@ def test_fit_resumes_after_a_kill_at_every_stage_and_inside_every_training(tmp_p
         raise AssertionError("fit never finished")
     stages = json.loads((out / "fit_state.json").read_text())["stages"]
     expected = {"folds", "slices axis 0", "slices axis 2", "tuning set", "pretrain SimCLR backbone", "train dpa axis 0",
-                "train dpa axis 2", "detector dpa"}
+                "train dpa axis 2", "standardisation landmarks", "detector dpa"}
     assert set(stages) == expected
     # every stage was a boundary some run died at (the last one finished in the final, unkilled run)
     assert {line.removeprefix("KILLED AFTER ") for line in killed_after} == expected

@@ -35,7 +35,8 @@ def fit_cmd(
     tuning_kinds: Optional[str] = typer.Option(None, "--tuning-kinds", help="Choose the rules on a tuning set of these evaluation kinds of 'synth' (e.g. local) instead of the training anomaly families (the default: no evaluation kind takes part in any choice)."),
     flips: Optional[bool] = typer.Option(None, "--flips/--no-flips", help="Let the tuning set choose test-time flips for every detector (default: the preset's)."),
     tuning_appearance: float = typer.Option(0.0, "--tuning-appearance", min=0.0, max=1.0, help="Share of the tuning set's volumes given another scanner's look (gamma, contrast, bias field, noise, blur; the same look for a volume's normal and anomalous copies), so member weights and rules are chosen on more than one style (0: one look)."),
-    standardise: bool = typer.Option(False, "--standardise/--no-standardise", help="Every detector maps each volume's foreground intensities onto the training volumes' percentile landmarks before scoring it (undoes a new scanner's global contrast and gamma; see README 'New scanners')."),
+    standardise: Optional[bool] = typer.Option(None, "--standardise/--no-standardise", help="Every detector maps each volume's foreground intensities onto the training volumes' percentile landmarks before its voxel-map members score it (undoes a new scanner's global contrast and gamma; default: on in every preset; see README 'New scanners')."),
+    appearance_twin: float = typer.Option(0.0, "--appearance-twin", min=0.0, max=1.0, help="Train every learned method once more with this share of its training images in another scanner's look (gamma, contrast, bias field, noise, blur) and join the twin as a member of its own (<method>+appearance): better on new scanners, at twice the training time (0: off)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", "-s", metavar="METHOD.KEY=VALUE",
                                              help="Override a method's config, e.g. --set segmenter2d.optim.max_steps=5000 (or simclr.KEY=VALUE). Repeatable."),
     overwrite: bool = OVERWRITE_OPTION,
@@ -54,7 +55,7 @@ def fit_cmd(
     outcome = run_fit(data, out, preset=preset, methods=method, kind=kind, seed=seed, device=device, threads=threads,
                       report=report, overwrite=overwrite, overrides=set_ or (), held_out=held_out, tuning_kinds=tuning_kinds,
                       flips=flips, tuning_appearance=tuning_appearance, standardise=standardise,
-                      log=typer.echo)
+                      appearance_twin=appearance_twin, log=typer.echo)
     for name, path in outcome.detectors.items():
         typer.echo(f"  detector {name}: {path}")
     if outcome.report is not None:

@@ -41,7 +41,7 @@ from .detectors import build_detector, validation_report
 from .presets import ALL, AXES, PRESETS, Preset
 from .presets import preset as preset_named
 from .state import STATE_FILE, FitState, Stages, fingerprint
-from .train import FitContext, train_recipe
+from .train import TWIN, FitContext, train_recipe
 from .tuning_set import make_family_tuning_set
 
 __all__ = ["run_fit", "FitOutcome", "parse_methods", "PRESETS", "Preset", "AXES", "STATE_FILE"]
@@ -115,7 +115,8 @@ def run_fit(
     held_out: str | None = None,
     flips: bool | None = None,
     tuning_appearance: float = 0.0,
-    standardise: bool = False,
+    standardise: bool | None = None,
+    appearance_twin: float = 0.0,
     log: Callable[[str], None] = print,
 ) -> FitOutcome:
     """Train every requested recipe on the volumes in ``data`` and write detectors into ``out``.
@@ -126,8 +127,10 @@ def run_fit(
     out, and average the runs (None: the preset's choice; ``none``: one run). ``flips``: let the tuning set
     choose test-time flips for every detector (None: the preset's choice). ``tuning_appearance``: the share of
     the tuning set's volumes given another scanner's look (:mod:`.tuning_set`; 0: one look). ``standardise``:
-    every detector maps each volume's foreground intensities onto the training volumes' landmarks first
-    (:mod:`mood_dpa.scoring.standardise`, fitted on the training volumes)."""
+    every detector maps each volume's foreground intensities onto the training volumes' landmarks before its
+    voxel-map members score it (:mod:`mood_dpa.scoring.standardise`; None: the preset's choice, on in all).
+    ``appearance_twin`` > 0: every trained (not fitted) recipe is trained once more with ``appearance.p`` at
+    this share, and the twin joins the detectors as a member of its own (``<recipe>+appearance``)."""
     plan = preset_named(preset)
     if kind not in AXES:
         raise MoodError(f"--kind {kind!r}: choose brain or abdom")
@@ -142,6 +145,8 @@ def run_fit(
     kinds = parse_kinds(tuning_kinds) if tuning_kinds else None
     if not 0.0 <= tuning_appearance <= 1.0:
         raise MoodError(f"--tuning-appearance {tuning_appearance:g}: a share of the tuning volumes, between 0 and 1")
+    if not 0.0 <= appearance_twin <= 1.0:
+        raise MoodError(f"--appearance-twin {appearance_twin:g}: a share of the training images, between 0 and 1")
     if tuning_appearance and kinds is not None:
         raise MoodError("--tuning-appearance changes the family tuning set; it does not combine with --tuning-kinds")
     per_recipe = parse_overrides(overrides, chosen)
@@ -152,8 +157,10 @@ def run_fit(
                "overrides": list(overrides), "tuning": tuning_kinds or "families", "volumes": fingerprint(vols)}
     if tuning_appearance:
         options["tuning_appearance"] = tuning_appearance
-    if standardise:
-        options["standardise"] = True
+    if appearance_twin:
+        options["appearance_twin"] = appearance_twin
+    standardise = plan.standardise if standardise is None else bool(standardise)
+    options["standardise"] = standardise
     options["held_out"] = ["+".join(g) for g in groups]
     flips = plan.flips if flips is None else bool(flips)
     options["flips"] = flips
@@ -184,6 +191,9 @@ def run_fit(
 
     ctx = FitContext(stage, plan, kind, out, folds_csv, stores, train_vols, seed, device, threads, per_recipe, groups)
     models = {m: train_recipe(*recipe(m), ctx) for m in chosen}
+    if appearance_twin:  # the fitted baselines (histograms) learn no look: no twin
+        models.update({m + TWIN: train_recipe(*recipe(m), ctx, look=appearance_twin)
+                       for m in chosen if recipe(m)[1].fitter is None})
 
     standardiser = None
     if standardise:
@@ -191,13 +201,13 @@ def run_fit(
             Standardiser.fit(read_volume(p).data for p in train_vols).to_dict(), indent=1) + "\n"))))
         standardiser = Standardiser.from_dict(json.loads(marks.read_text()))
     detectors: dict[str, str] = {}
-    maps = [m for m in chosen if recipe(m)[0].voxel_map]  # a sample-level method joins the cross-method detector only
+    maps = [m for m in models if recipe(m.removesuffix(TWIN))[0].voxel_map]  # a sample-level method joins the cross-method detector only
     if not maps:
         raise MoodError(f"--method {','.join(chosen)}: no method gives a voxel map; add one (e.g. histogram, segmenter2d)")
     for m in maps:
         detectors[m] = stage(f"detector {m}", lambda m=m: str(build_detector(
             out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed, flips, standardiser)))
-    members = {m: models[m] for m in chosen if recipe(m)[1].member}
+    members = {m: models[m] for m in models if recipe(m.removesuffix(TWIN))[1].member}
     final: Path | None = None
     if len(members) > 1:
         final = Path(stage("detector ensemble", lambda: str(build_detector(

@@ -133,8 +133,14 @@ def enabled_groups(entry: MethodEntry, recipe: Recipe, ctx: FitContext, data: li
     return groups
 
 
-def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[str]:
-    """Every model file of one recipe (one per axis for per-axis recipes), each its own resumable stage."""
+#: The run-folder and member suffix of a recipe's appearance twin (``fit --appearance-twin``).
+TWIN = "+appearance"
+
+
+def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext, look: float = 0.0) -> list[str]:
+    """Every model file of one recipe (one per axis for per-axis recipes), each its own resumable stage.
+    ``look`` > 0: the recipe's appearance twin, trained with ``appearance.p = look`` (another scanner's look
+    for that share of its training images) in run folders of its own (``<recipe>+appearance``)."""
     if recipe.fitter is not None:
         path = ctx.out / "models" / f"{recipe.name}.npz"
         fitter = recipe.fit
@@ -146,6 +152,7 @@ def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[st
     vgg = simclr_backbone(ctx) if recipe.backbone else None
     template = recipe.configs[ctx.plan.group]
     size = f"model.size={ctx.plan.slice_size}"
+    name = recipe.name + (TWIN if look else "")
 
     def one(stage_name: str, run_dir: Path, axis: int | None, data: list[str]) -> str:
         def go() -> str:
@@ -153,7 +160,7 @@ def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[st
             over += list(recipe.overrides.get(ctx.plan.name, ()))
             if vgg is not None:
                 over.append(f"loss.vgg={vgg}")
-            over += ctx.overrides.get(recipe.name, [])
+            over += ctx.overrides.get(recipe.name, []) + ([f"appearance.p={look}"] if look else [])
             cfg = load_config(entry.config, config_path(template, ctx.kind, axis), over)
             return train_resumable(entry.train, cfg, run_dir)
 
@@ -168,14 +175,14 @@ def train_recipe(entry: MethodEntry, recipe: Recipe, ctx: FitContext) -> list[st
         for group in enabled_groups(entry, recipe, ctx, data):  # each run trains without the group and
             tag = "+".join(group)                                  # validates (early stopping) on it alone
             over = data + [f"anomalies.{f}=0" for f in group] + [f"anomalies.val_families={json.dumps(list(group))}"]
-            files.append(one(f"train {recipe.name} without {tag}", ctx.out / "runs" / f"{recipe.name}_without_{tag}", None, over))
+            files.append(one(f"train {name} without {tag}", ctx.out / "runs" / f"{name}_without_{tag}", None, over))
         return files
     if recipe.data == "axis_stores":
-        return [one(f"train {recipe.name} axis {a}", ctx.out / "runs" / f"{recipe.name}_axis{a}", a,
-                    stores_overrides([store], ctx.folds_csv) + [size, f"name={recipe.name}_axis{a}"])
+        return [one(f"train {name} axis {a}", ctx.out / "runs" / f"{name}_axis{a}", a,
+                    stores_overrides([store], ctx.folds_csv) + [size, f"name={name}_axis{a}"])
                 for a, store in ctx.stores.items()]
     if recipe.data == "all_stores":
         data = stores_overrides(list(ctx.stores.values()), ctx.folds_csv) + [size]
     else:
         data = [f"data.volumes={Path(ctx.train_vols[0]).parent}", f"data.folds={ctx.folds_csv}", "data.fold=0"]
-    return [one(f"train {recipe.name}", ctx.out / "runs" / recipe.name, None, data)]
+    return [one(f"train {name}", ctx.out / "runs" / name, None, data)]
