@@ -220,7 +220,8 @@ def test_appearance_twin_trains_each_learned_method_again_with_other_looks_as_a_
 
     out = tmp_path / "models"
     assert cli(["fit", "-i", phantoms / "vols", "-o", out, "--preset", "quick", "--method", "histogram,segmenter2d",
-                "--appearance-twin", "0.5", "--no-report"]) == 0
+                "--appearance-twin", "0.5", "--set", "segmenter2d.optim.max_steps=4", "--set", "segmenter2d.optim.val_every=2",
+                "--no-report"]) == 0
     looks = {run: yaml.safe_load((out / "runs" / run / "config.yaml").read_text())["appearance"]["p"]
              for run in ("segmenter2d", "segmenter2d+appearance")}
     assert looks == {"segmenter2d": 0.0, "segmenter2d+appearance": 0.5}

@@ -272,6 +272,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_at_max_steps(tiny_stor
     assert {lr for _, lr in seen} == {2e-3}
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # the step is called without a Trainer
 def test_dpa_appearance_augmentation_changes_input_and_target_alike_and_resumes_its_stream(tiny_stores, tmp_path):
     """``appearance.p``: a share of the normal training slices gets another scanner's look (issue 16); the
     autoencoder then reconstructs the CHANGED slice and the loss compares it with the changed slice (both
