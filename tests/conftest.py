@@ -44,6 +44,18 @@ def fit_baseline(paths, out, *, calibration_volumes: int = 16, seed: int = 0, pr
     return HistogramModel.load(out)
 
 
+def blob_scans_and_baseline(root: Path, count: int = 4, shape=(16, 16, 16)) -> tuple[Path, Path]:
+    """``count`` blob volumes in ``root/scans`` and a histogram baseline fitted on them (``root/h.npz``)."""
+    from mood_dpa.volumes import write_volume
+
+    scans = root / "scans"
+    scans.mkdir()
+    for i in range(count):
+        write_volume(scans / f"{i:05d}.nii.gz", blob_volume(shape, seed=i), np.eye(4))
+    fit_baseline(sorted(scans.iterdir()), root / "h.npz", bins=32, calibration_volumes=count)
+    return scans, root / "h.npz"
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -42,17 +42,11 @@ def test_flips_average_the_map_of_each_mirror_image_flipped_back(flips):
 
 
 def test_a_fold_ensemble_of_identical_models_equals_one_model(tmp_path):
-    from conftest import fit_baseline
+    from conftest import blob_scans_and_baseline
     from mood_dpa.inference.loading import load_detector, write_detector_file
     from mood_dpa.inference.tuning import calibrate_detector_file
 
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    from mood_dpa.volumes import write_volume
-
-    for i in range(4):
-        write_volume(scans / f"{i:05d}.nii.gz", blob_volume((16, 16, 16), seed=i), np.eye(4))
-    fit_baseline(sorted(scans.iterdir()), tmp_path / "h.npz", bins=32, calibration_volumes=4)
+    scans, _ = blob_scans_and_baseline(tmp_path)
     one = write_detector_file(tmp_path / "one.yaml", [tmp_path / "h.npz"])
     folds = write_detector_file(tmp_path / "folds.yaml", [tmp_path / "h.npz"] * 3)  # three "folds", one model
     for det_file in (one, folds):

@@ -33,17 +33,12 @@ def test_members_score_the_standardised_volume_and_a_gamma_change_is_undone():
 
 
 def test_the_detector_file_keeps_the_landmarks(tmp_path):
-    from conftest import fit_baseline
+    from conftest import blob_scans_and_baseline
     from mood_dpa.inference.detector_file import read_spec
     from mood_dpa.inference.loading import load_detector
     from mood_dpa.inference.tuning import fit_detector_file
-    from mood_dpa.volumes import write_volume
 
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    for i in range(4):
-        write_volume(scans / f"{i:05d}.nii.gz", blob_volume((16, 16, 16), seed=i), np.eye(4))
-    fit_baseline(sorted(scans.iterdir()), tmp_path / "h.npz", bins=32, calibration_volumes=4)
+    scans, _ = blob_scans_and_baseline(tmp_path)
     std = Standardiser.fit(blob_volume((16, 16, 16), seed=s) for s in range(4))
     det_file = tmp_path / "det.yaml"
     fit_detector_file(det_file, [tmp_path / "h.npz"], scans, samples_per_volume=500, progress=False, standardiser=std)
