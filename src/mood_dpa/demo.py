@@ -32,6 +32,7 @@ from .evaluation.report import Figure, MethodResult, Report, write_report
 from .fit import PRESETS as FIT_PRESETS
 from .fit import run_fit
 from .inference.loading import load_detector, seen_kinds
+from .inference.map_cache import raw_map_cache
 from .inference.predict import predict_folder
 from .methods.registry import recipes
 from .viewer import Method, find_cases, report_section, write_viewer_files
@@ -128,7 +129,15 @@ def _figures(valset: Path, manifest_rows: list[dict], pred_root: Path, fig_dir: 
 
 def run_demo(out: str | Path, preset: str = "default", seed: int = 0, device: str | None = None,
              log: Callable[[str], None] = print, threads: int | None = None, kind: str = "brain") -> DemoOutcome:
-    """Run the whole pipeline into ``out`` and return where the report is and what it found."""
+    """Run the whole pipeline into ``out`` and return where the report is and what it found. Every detector
+    shares one raw-map memo (:mod:`mood_dpa.inference.map_cache`): the cross-method detector reuses the maps its
+    members' own detectors computed for the same tuning and test volumes."""
+    with raw_map_cache():
+        return _run_demo(out, preset, seed, device, log, threads, kind)
+
+
+def _run_demo(out: str | Path, preset: str, seed: int, device: str | None, log: Callable[[str], None],
+              threads: int | None, kind: str) -> DemoOutcome:
     if preset not in PRESETS:
         raise MoodError(f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
     plan = PRESETS[preset]

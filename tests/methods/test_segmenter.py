@@ -287,6 +287,57 @@ def test_tiny_3d_run_on_patches_and_its_volume_map(tiny_data, tmp_path, one_torc
     assert m.shape == vol.shape and float(m.min()) >= 0 and float(m.max()) <= 1
 
 
+def test_deep_supervision_heads_weights_and_loss(one_torch_thread):
+    """DynUNet with two deep-supervision heads: in training three full-size heads, the first being the one
+    inference uses; the loss is nnU-Net's 1 : 1/2 : 1/4 weighting of each head's loss (checked by hand)."""
+    from mood_dpa.methods.segmenter.lightning import SegmenterModule, segmentation_loss
+    from mood_dpa.methods.segmenter.model import SegmenterNet, supervision_weights
+
+    assert supervision_weights(1) == [1.0]
+    np.testing.assert_allclose(supervision_weights(3), [4 / 7, 2 / 7, 1 / 7])
+    net = SegmenterNet(3, TINY, seed=0, net="dynunet", deep_supervision=2)
+    x = torch.rand(2, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    heads = net.train().heads(x)
+    assert len(heads) == 3 and all(h.shape == x.shape for h in heads)
+    assert not torch.allclose(heads[0], heads[1])
+    with torch.no_grad():
+        main = net.eval()(x)  # instance norm and no dropout: the same main head in both modes
+    torch.testing.assert_close(main, heads[0].detach(), atol=1e-5, rtol=1e-5)
+    assert len(net.heads(x)) == 1  # eval: only the main head
+
+    cfg = {"method": "segmenter", "name": "ds", "dim": 3, "run_dir": "unused", "data": {"volumes": "unused"},
+           "model": {"features": TINY, "patch": [32, 32, 32], "net": "dynunet", "deep_supervision": 2},
+           "optim": {"batch_size": 2, "dice_weight": 1.0}, "trainer": {"accelerator": "cpu", "seed": 0}}
+    module = SegmenterModule(cfg).train()
+    batch = torch.rand(2, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1))
+    module.log = lambda *a, **k: None  # no trainer attached
+    gen = module.stream.get(batch.device, 0)
+    state = gen.get_state()
+    loss = module.training_step(batch, 0)
+    gen.set_state(state)  # the same anomaly draw again, by hand
+    xa, target = module.generator(batch, gen)
+    hs = module.net.heads(xa)
+    want = sum(w * float(segmentation_loss(h.detach(), target, 1.0)) for w, h in zip([4 / 7, 2 / 7, 1 / 7], hs))
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+
+
+def test_a_deep_supervised_3d_run_writes_a_model_that_loads_as_its_net(tiny_data, tmp_path, one_torch_thread):
+    from mood_dpa.methods.segmenter.model import load_segmenter_model
+    from mood_dpa.methods.segmenter.scorer import segmenter_volume_map
+    from mood_dpa.methods.segmenter.train import train_segmenter
+    from mood_dpa.volumes import read_volume
+
+    out = train_segmenter(_cfg(tiny_data, tmp_path / "ds", dim=3, model__net="dynunet", model__deep_supervision=2,
+                               optim__max_steps=4, optim__val_every=2))
+    model = load_segmenter_model(out)
+    assert type(model.net.unet).__name__ == "DynUNet" and model.meta["arch"]["deep_supervision"] == 2
+    vol = torch.from_numpy(read_volume(tiny_data["vols"] / "00000.nii.gz").data)
+    m = segmenter_volume_map(model, vol)
+    assert m.shape == vol.shape and float(m.min()) >= 0 and float(m.max()) <= 1
+    with pytest.raises(ValueError, match="deep_supervision needs net: dynunet"):
+        _cfg(tiny_data, tmp_path / "x", dim=3, model__deep_supervision=1)
+
+
 def test_patch_data_is_seeded_foreground_centred_and_split_by_fold(tiny_data):
     from mood_dpa.methods.segmenter.config import VolumeDataConfig
     from mood_dpa.methods.segmenter.data import PatchDataModule, crop

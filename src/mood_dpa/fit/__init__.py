@@ -31,6 +31,7 @@ from ..data.slices import SliceRule, build_store
 from ..data.synth.layout import make_synthetic_set, parse_kinds
 from ..atomic import write_text
 from ..errors import MoodError
+from ..inference.map_cache import raw_map_cache
 from ..methods.registry import recipe, recipes
 from ..outputs import mark_output_dir, prepare_output_dir
 from ..runtime import check_device, check_seed
@@ -200,22 +201,24 @@ def run_fit(
         marks = Path(stage("standardisation landmarks", lambda: str(write_text(out / "standardise.json", json.dumps(
             Standardiser.fit(read_volume(p).data for p in train_vols).to_dict(), indent=1) + "\n"))))
         standardiser = Standardiser.from_dict(json.loads(marks.read_text()))
-    detectors: dict[str, str] = {}
-    maps = [m for m in models if recipe(m.removesuffix(TWIN))[0].voxel_map]  # a sample-level method joins the cross-method detector only
-    if not maps:
-        raise MoodError(f"--method {','.join(chosen)}: no method gives a voxel map; add one (e.g. histogram, segmenter2d)")
-    for m in maps:
-        detectors[m] = stage(f"detector {m}", lambda m=m: str(build_detector(
-            out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed, flips, standardiser)))
-    members = {m: models[m] for m in models if recipe(m.removesuffix(TWIN))[1].member}
-    final: Path | None = None
-    if len(members) > 1:
-        final = Path(stage("detector ensemble", lambda: str(build_detector(
-            out / "detector.yaml", members, val_vols, tuning, device, seed, flips, standardiser))))
-    elif members:
-        final = Path(detectors[next(iter(members))])
-    report_path = None
-    if report:
-        report_path = Path(stage("validation report", lambda: str(validation_report(out, detectors, final, tuning))))
+    # every detector below scores the same tuning and normal volumes with the same model files: each map once
+    with raw_map_cache():
+        detectors: dict[str, str] = {}
+        maps = [m for m in models if recipe(m.removesuffix(TWIN))[0].voxel_map]  # a sample-level method joins the cross-method detector only
+        if not maps:
+            raise MoodError(f"--method {','.join(chosen)}: no method gives a voxel map; add one (e.g. histogram, segmenter2d)")
+        for m in maps:
+            detectors[m] = stage(f"detector {m}", lambda m=m: str(build_detector(
+                out / "detectors" / f"{m}.yaml", {m: models[m]}, val_vols, tuning, device, seed, flips, standardiser)))
+        members = {m: models[m] for m in models if recipe(m.removesuffix(TWIN))[1].member}
+        final: Path | None = None
+        if len(members) > 1:
+            final = Path(stage("detector ensemble", lambda: str(build_detector(
+                out / "detector.yaml", members, val_vols, tuning, device, seed, flips, standardiser))))
+        elif members:
+            final = Path(detectors[next(iter(members))])
+        report_path = None
+        if report:
+            report_path = Path(stage("validation report", lambda: str(validation_report(out, detectors, final, tuning))))
     return FitOutcome(out, final, detectors, stage.timings, report_path)
 

@@ -48,6 +48,7 @@ from ..scoring.sample_inferer import SampleModel, score_sample
 from ..scoring.sample_rules import SampleRule
 from ..scoring.slice_inferer import AxisModel
 from ..scoring.standardise import Standardiser
+from .map_cache import active_cache, standardiser_key, volume_digest
 
 #: how the calibrated maps of several members combine per voxel
 MEMBER_RULES: tuple[str, ...] = ("mean", "max", "weighted")
@@ -89,6 +90,9 @@ class Member:
     weight: float = 1.0
     #: test-time flips: the raw map is the mean over the volume and its mirror images along these axes
     flips: tuple[int, ...] = ()
+    #: identity of the member's raw maps (files' sha256, weights, axis rule; set by the loaders): with a key,
+    #: its maps go through the active raw-map memo (:mod:`mood_dpa.inference.map_cache`); None: always scored
+    key: str | None = None
 
     @property
     def sample_level(self) -> bool:
@@ -233,13 +237,32 @@ class ShellDetector:
         return self.standardiser.apply(data)
 
     def mirror_maps(self, data: np.ndarray | Any, member: Member, axes: Sequence[int]) -> dict:
-        """``{None: raw map, axis: map of the volume mirrored along axis, flipped back}``: each view scored once."""
+        """``{None: raw map, axis: map of the volume mirrored along axis, flipped back}``: each view scored once
+        (and, with an open raw-map memo and a member key, once per process: :mod:`.map_cache`)."""
+        wanted: list[int | None] = [None, *axes]
+        cache = active_cache() if member.key else None
+        views: dict = {}
+        base: tuple = ()
+        if cache is not None:
+            base = (member.key, standardiser_key(self.standardiser), volume_digest(data), str(self.device),
+                    self.batch_size, self.bf16)
+            for view in wanted:
+                found = cache.get(base + (view,), self.device)
+                if found is not None:
+                    views[view] = found
+        missing = [view for view in wanted if view not in views]
+        if not missing:
+            return views
         data = self.standardised(data)
         vol = torch.as_tensor(np.asarray(data, np.float32) if not isinstance(data, torch.Tensor) else data).to(self.device)
-        views = {None: score_raw(vol, member.scorers, member.combine, self.batch_size, self.device, self.bf16)}
-        for axis in axes:
-            views[axis] = score_raw(vol.flip(axis), member.scorers, member.combine, self.batch_size, self.device,
-                                    self.bf16).flip(axis)
+        for view in missing:
+            if view is None:
+                views[None] = score_raw(vol, member.scorers, member.combine, self.batch_size, self.device, self.bf16)
+            else:
+                views[view] = score_raw(vol.flip(view), member.scorers, member.combine, self.batch_size, self.device,
+                                        self.bf16).flip(view)
+            if cache is not None:
+                cache.put(base + (view,), views[view])
         return views
 
     def member_maps(self, raws: Sequence[Any]) -> list:

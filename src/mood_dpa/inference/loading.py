@@ -25,23 +25,27 @@ from .detector_file import (
     resolve_calibration,
     write_spec,
 )
+from .map_cache import member_key
 
 DETECTOR_SUFFIXES = (".yaml", ".yml")
+
+
+def member_files(spec_member: Any, base: Path) -> list[tuple[Path, float]]:
+    """One member's model files (relative paths resolved against ``base``) and their weights."""
+    return [(Path(e.path) if Path(e.path).is_absolute() else base / e.path, float(e.weight)) for e in spec_member.models]
 
 
 def member_scorers(spec_member: Any, base: Path, device: Any) -> list:
     """Raw scorers of one member's model files (relative to ``base``), each checked against the member's method."""
     method_by_name(spec_member.method)  # a clear error for an unknown method name
     scorers = []
-    for e in spec_member.models:
-        p = Path(e.path)
-        path = p if p.is_absolute() else base / p
+    for path, weight in member_files(spec_member, base):
         entry = method_for_file(path)
         if entry.name != spec_member.method:
             raise MoodError(f"{path}: a {entry.name} model file in member {spec_member.name or spec_member.method!r}, "
                             f"whose method is {spec_member.method}; list it in a member of its own method")
         for s in entry.load(path, device):
-            s.weight = float(e.weight)
+            s.weight = weight
             scorers.append(s)
     return scorers
 
@@ -51,7 +55,8 @@ def detector_from_spec(spec: DetectorSpec, base: Path, device: str | Any | None 
     """Open the model files of a spec (relative to ``base``) through the registry and build the detector."""
     dev = device_for_rank(str(device) if device is not None else None)
     members = [Member(ms.name or ms.method, ms.method, member_scorers(ms, base, dev), ms.combine, ms.calibration, ms.weight,
-                      tuple(ms.flips)) for ms in spec.members]
+                      tuple(ms.flips), key=member_key(ms.method, ms.combine, member_files(ms, base)))
+               for ms in spec.members]
     return ShellDetector(
         members, name=spec.name or "detector", member_combine=spec.member_combine,
         background_threshold=spec.background_threshold, calibration=resolve_calibration(spec, base),
@@ -87,7 +92,8 @@ def single_file_detector(path: str | os.PathLike, device: str | Any | None = Non
     cal = settings.get("calibration")
     rule = settings.get("sample_rule")
     det = ShellDetector(
-        [Member(entry.name, entry.name, entry.load(path, dev))], name=entry.name,
+        [Member(entry.name, entry.name, entry.load(path, dev), key=member_key(entry.name, "mean", [(path, 1.0)]))],
+        name=entry.name,
         background_threshold=settings.get("background_threshold", 0.0),
         calibration=Calibration.from_dict(cal) if cal else None,
         sample_rule=SampleRule.from_dict(rule) if rule else None, batch_size=batch_size, device=dev,

@@ -37,6 +37,7 @@ from ..volumes import iter_volumes, list_volumes
 from .detector import SAMPLE_COMBINE_RULES, ShellDetector, average_views, combine_members, combine_sample_scores
 from ..config import validate
 from .detector_file import DetectorSpec, build_spec, read_spec, write_spec
+from .map_cache import raw_map_cache
 from .loading import detector_from_spec, group_members, single_file_detector, store_shell_settings
 from .tuning_search import TuningSet, best_candidate, pixel_search, sample_search, tuning_set
 
@@ -265,7 +266,15 @@ def calibrate_detector(
     """Fit the calibrations on NORMAL volumes; with ``val_dir`` also choose the rules (module docstring).
     ``border_candidates=(OFF,)`` keeps the border rule off; ``flip_candidates`` (e.g. :data:`FLIP_CANDIDATES`)
     lets the tuning set choose each member's test-time flips first (None: keep the members' own).
-    Returns a summary (stored in ``info``)."""
+    Returns a summary (stored in ``info``). The tuning set is scored by every choice in turn: a raw-map memo
+    (:mod:`.map_cache`; the caller's, if one is open) scores each of its volumes once per member."""
+    with raw_map_cache():
+        return _calibrate(det, normal_volumes, val_dir, val_labels, seed, samples_per_volume, y_top, progress,
+                          border_candidates, flip_candidates)
+
+
+def _calibrate(det: ShellDetector, normal_volumes, val_dir, val_labels, seed: int, samples_per_volume: int, y_top: float,
+               progress: bool, border_candidates: Sequence[BorderRule], flip_candidates) -> dict[str, Any]:
     start = time.perf_counter()
     if not det.map_members:
         raise MoodError("this detector has sample-level members only (each carries its own calibration); "

@@ -29,12 +29,24 @@ class VolumeDataConfig(StrictModel):
 
 
 class SegmenterModelConfig(StrictModel):
-    """MONAI BasicUNet: six feature counts (5 encoder levels + the last decoder level); one logit channel."""
+    """MONAI BasicUNet (six feature counts: 5 encoder levels + the last decoder level) or DynUNet (the first five
+    feature counts; optional deep supervision); one logit channel."""
 
     features: tuple[int, int, int, int, int, int] = (32, 32, 64, 128, 256, 32)
+    net: Literal["basic", "dynunet"] = Field(
+        "basic", description="basic: MONAI BasicUNet; dynunet: MONAI DynUNet (nnU-Net's), which can deep-supervise")
+    deep_supervision: int = Field(
+        0, ge=0, le=3, description="dynunet only: this many lower decoder levels get their own output head, trained "
+                                   "against the same target (weights 1/2, 1/4, ...; nnU-Net's); 0: off")
     size: int = Field(128, description="2-D: slice side the model sees (slices are resized to it); a multiple of 16, >= 32")
     patch: tuple[int, int, int] = Field((128, 128, 128), description="3-D: training patch and sliding-window size (multiples of 16, >= 32)")
     dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _supervision_needs_dynunet(self) -> "SegmenterModelConfig":
+        if self.deep_supervision and self.net != "dynunet":
+            raise ValueError("deep_supervision needs net: dynunet (MONAI's BasicUNet has one output head)")
+        return self
 
     @field_validator("size")
     @classmethod

@@ -1,4 +1,5 @@
-"""The segmenter's LightningModule: normal batch -> anomaly generator -> U-Net -> BCE (+ optional Dice).
+"""The segmenter's LightningModule: normal batch -> anomaly generator -> U-Net -> BCE (+ optional Dice), over
+every deep-supervision head when the net has them (weights :func:`.model.supervision_weights`).
 
 Training anomalies come from a ``torch.Generator`` on the training device, seeded from the trainer seed
 and the rank (its state is saved in the checkpoint, so a resumed run continues the same stream).
@@ -20,7 +21,7 @@ from ...training.appearance import TrainingStream, change_appearance
 from ...training.module import ConfigModule
 from .anomalies import AnomalyGenerator
 from .config import SegmenterTrainConfig
-from .model import SegmenterNet
+from .model import SegmenterNet, supervision_weights
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 0.0) -> torch.Tensor:
@@ -41,7 +42,8 @@ class SegmenterModule(ConfigModule):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         m = self.cfg.model
-        self.net = SegmenterNet(self.cfg.dim, m.features, m.dropout, seed=self.cfg.trainer.seed)
+        self.net = SegmenterNet(self.cfg.dim, m.features, m.dropout, seed=self.cfg.trainer.seed, net=m.net,
+                                deep_supervision=m.deep_supervision)
         self.generator = AnomalyGenerator(self.cfg.anomalies.settings())
         self.val_generator = AnomalyGenerator(self.cfg.anomalies.validation_settings())
         self.appearance = self.cfg.appearance.settings()
@@ -59,7 +61,9 @@ class SegmenterModule(ConfigModule):
         gen = self.stream.get(batch.device, self.global_rank)
         x, target = self.generator(batch, gen)
         x = change_appearance(x, gen, self.appearance)  # after the anomaly: the target is untouched
-        loss = segmentation_loss(self.net(x), target, self.cfg.optim.dice_weight)
+        heads = self.net.heads(x)  # one, or the deep-supervision heads (main first)
+        loss = sum(w * segmentation_loss(h, target, self.cfg.optim.dice_weight)
+                   for w, h in zip(supervision_weights(len(heads)), heads))
         if batch.device.type == "cpu" or self.global_step % self.cfg.trainer.log_every == 0:
             value = float(loss.detach())
             if not np.isfinite(value):

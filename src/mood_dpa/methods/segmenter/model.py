@@ -1,7 +1,8 @@
 """The segmenter network and its model file.
 
 Network: MONAI's ``BasicUNet`` (one input channel, one output channel of logits), for 2-D slices or 3-D
-patches. We chose it over MONAI's ``UNet`` and over a hand-written one because it is the plain
+patches, or (``model.net: dynunet``) MONAI's ``DynUNet``, nnU-Net's network, whose lower decoder levels can
+have output heads of their own for deep supervision (CitAI's and nnU-Net's recipe; BasicUNet has none). We chose it over MONAI's ``UNet`` and over a hand-written one because it is the plain
 nnU-Net-like encoder/decoder (two convs per level, instance norm, LeakyReLU, skip concatenation) that
 the MOOD winners used, its six feature counts are the only knob (tiny for CPU demos, wide on a GPU), it
 runs any input size divisible by 16 and, with instance norm, behaves the same under DDP without
@@ -28,30 +29,61 @@ FORMAT = "mood-dpa/segmenter-model"
 VERSION = 1
 
 
-def build_unet(dim: int, features, dropout: float = 0.0) -> nn.Module:
-    from monai.networks.nets import BasicUNet  # heavy: monai only to build the net
+#: the networks a segmenter can be (``model.net``)
+NETS = ("basic", "dynunet")
 
-    return BasicUNet(spatial_dims=int(dim), in_channels=1, out_channels=1, features=tuple(int(f) for f in features),
-                     dropout=float(dropout))
+
+def build_unet(dim: int, features, dropout: float = 0.0, net: str = "basic", deep_supervision: int = 0) -> nn.Module:
+    """MONAI's BasicUNet, or its DynUNet (nnU-Net's: the first five feature counts, strides 1-2-2-2-2, instance
+    norm, LeakyReLU) with ``deep_supervision`` extra output heads on the lower decoder levels (training only)."""
+    from monai.networks.nets import BasicUNet, DynUNet  # heavy: monai only to build the net
+
+    if net not in NETS:
+        raise MoodError(f"segmenter: net {net!r} is not known (use one of {', '.join(NETS)})")
+    if net == "basic":
+        if deep_supervision:
+            raise MoodError("segmenter: deep supervision needs net dynunet")
+        return BasicUNet(spatial_dims=int(dim), in_channels=1, out_channels=1, features=tuple(int(f) for f in features),
+                         dropout=float(dropout))
+    levels = [int(f) for f in features][:5]
+    return DynUNet(spatial_dims=int(dim), in_channels=1, out_channels=1, kernel_size=[3] * 5, strides=[1, 2, 2, 2, 2],
+                   upsample_kernel_size=[2] * 4, filters=levels, dropout=float(dropout) or None, norm_name="instance",
+                   deep_supervision=deep_supervision > 0, deep_supr_num=max(1, int(deep_supervision)))
+
+
+def supervision_weights(heads: int) -> list[float]:
+    """nnU-Net's deep-supervision weights: 1, 1/2, 1/4, ... over the full-size head and the lower ones, summing to 1."""
+    w = [0.5**i for i in range(heads)]
+    return [v / sum(w) for v in w]
 
 
 class SegmenterNet(nn.Module):
     """U-Net: images in [0, 1] (B, 1, *spatial) -> anomaly logits of the same shape."""
 
-    def __init__(self, dim: int, features, dropout: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, dim: int, features, dropout: float = 0.0, seed: int | None = None, net: str = "basic",
+                 deep_supervision: int = 0) -> None:
         super().__init__()
         if dim not in (2, 3):
             raise MoodError(f"segmenter: dim must be 2 or 3 (got {dim})")
         self.dim = int(dim)
+        self.deep_supervision = int(deep_supervision)
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                self.unet = build_unet(dim, features, dropout)
+                self.unet = build_unet(dim, features, dropout, net, deep_supervision)
         else:
-            self.unet = build_unet(dim, features, dropout)
+            self.unet = build_unet(dim, features, dropout, net, deep_supervision)
+
+    def heads(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        """Every output head's logits at full size: the main one first, then (deep supervision, training mode) the
+        lower decoder levels' (MONAI upsamples them to the input size)."""
+        out = self.unet(x01 * 2.0 - 1.0)
+        if self.deep_supervision and self.training:
+            return list(out.unbind(dim=1))
+        return [out]
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.unet(x01 * 2.0 - 1.0)
+        return self.heads(x01)[0]
 
 
 class SegmenterModel(nn.Module):
@@ -108,7 +140,9 @@ def load_segmenter_model(path: str | os.PathLike, device: str | torch.device | N
     meta = blob["meta"]
     try:
         arch = meta["arch"]
-        net = SegmenterNet(int(meta["dim"]), arch["features"], float(arch.get("dropout", 0.0)))
+        net = SegmenterNet(int(meta["dim"]), arch["features"], float(arch.get("dropout", 0.0)),
+                           net="dynunet" if arch.get("net") == "monai.DynUNet" else "basic",
+                           deep_supervision=int(arch.get("deep_supervision", 0)))
         net.load_state_dict(blob["state"])
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise MoodError(f"{path}: segmenter model file is inconsistent ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
