@@ -79,6 +79,19 @@ def test_calibrated_map_with_the_border_rule_equals_a_direct_computation(rule):
     assert (got[on_border & (off > FOREGROUND_FLOOR)] < off[on_border & (off > FOREGROUND_FLOOR)]).all()
 
 
+def test_trying_every_rule_on_one_volume_equals_scoring_it_once_per_rule():
+    """calibrate's border search calibrates a volume once and finds each width's mask once
+    (``finish`` with a shared foreground and mask dict): the same maps as the full path per rule."""
+    vol = blob_volume((14, 16, 12), seed=4)
+    vol[0:3, 5:9, 4:8] = 0.7
+    det = intensity_detector(calibration=CAL)
+    raw = det.score_raw(vol)
+    scores, fg, masks = CAL.apply_torch(raw), det.foreground(vol), {}
+    for rule in BORDER_CANDIDATES:
+        assert torch.equal(det.finish(scores, vol, rule, fg, masks), det.calibrated(raw, vol, border=rule))
+    assert sorted(masks) == [1, 2, 3]
+
+
 def test_border_rule_rejects_bad_values():
     with pytest.raises(MoodError):
         BorderRule(1, 1.5)

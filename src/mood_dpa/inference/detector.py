@@ -296,13 +296,19 @@ class ShellDetector:
     def calibrated(self, raw, data, calibration: Calibration | None = None, border: BorderRule | None = None) -> Any:
         """Calibrated, border-damped, background-masked float32 tensor in [0, 1] from the combined map of
         ``data`` (``border``: this rule instead of the detector's own)."""
-        torch = self._torch
         cal = calibration or self.calibration or UNCALIBRATED
+        return self.finish(cal.apply_torch(raw), data, border)
+
+    def finish(self, scores, data, border: BorderRule | None = None, foreground: Any = None,
+               border_masks: dict | None = None) -> Any:
+        """Calibrated scores -> the detector's voxel map: border-damped, background-masked, in [0, 1] (a new tensor;
+        ``foreground`` and ``border_masks``: computed once by a caller that tries several border rules on one volume)."""
+        torch = self._torch
         border = self.border if border is None else border
-        s = cal.apply_torch(raw)
+        s = scores
         if self.background_threshold is not None or border.active:
-            fg = self.foreground(data)
-            s = apply_border(s, fg, border)
+            fg = self.foreground(data) if foreground is None else foreground
+            s = apply_border(s, fg, border, border_masks)
         if self.background_threshold is not None:
             # background is strictly the minimum: 0, while every foreground voxel scores >= FOREGROUND_FLOOR
             # (the smallest normal float16), so foreground voxels never tie with the masked background

@@ -30,7 +30,14 @@ from ..evaluation.metrics import ScoreHistogram
 from ..progress import track
 from ..runtime import adapt_threads
 from ..scoring.border import BORDER_CANDIDATES, BorderRule
-from ..scoring.calibration import DEFAULT_SAMPLES_PER_VOLUME, DEFAULT_Y_TOP, Calibration, fit_calibration, sample_raw_scores
+from ..scoring.calibration import (
+    DEFAULT_SAMPLES_PER_VOLUME,
+    DEFAULT_Y_TOP,
+    UNCALIBRATED,
+    Calibration,
+    fit_calibration,
+    sample_raw_scores,
+)
 from ..scoring.sample_rules import CANDIDATE_RULES, SampleRule, candidate_scores
 from ..scoring.standardise import Standardiser
 from ..volumes import iter_volumes, list_volumes
@@ -89,9 +96,10 @@ def choose_border(det: ShellDetector, tuning: TuningSet, candidates: Sequence[Bo
                   progress: bool = False) -> tuple[BorderRule, list[float]]:
     """The border rule with the best pooled pixel AP of the detector's final map (each volume scored once;
     the candidates only re-damp its map). Returns (rule, AP of every candidate)."""
-    def maps_of(data):
-        raw = det.score_raw(data)
-        return [det.calibrated(raw, data, border=rule) for rule in candidates]
+    def maps_of(data):  # calibrated once, its foreground and each width's border mask found once
+        scores = (det.calibration or UNCALIBRATED).apply_torch(det.score_raw(data))
+        fg, masks = det.foreground(data), {}
+        return [det.finish(scores, data, rule, fg, masks) for rule in candidates]
 
     best, aps = pixel_search(tuning, len(candidates), maps_of, "choosing the border rule", progress)
     return candidates[best], aps

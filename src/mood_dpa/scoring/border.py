@@ -9,8 +9,8 @@ background (or of the volume's edge) by ``factor``. Anomalies CAN touch the bord
 tuning set and keeps the one with the best pixel AP, ties going to ``off`` (today's behaviour).
 
 The border is measured in the chessboard metric (a voxel is on the border when a background voxel,
-or the outside of the volume, lies in the (2 width + 1)^3 cube around it): one ``max_pool3d`` on the
-device, cheap at any size.
+or the outside of the volume, lies in the (2 width + 1)^3 cube around it): a max filter on the device,
+run as three one-axis passes (the same cube, a fraction of the work), cheap at any size.
 """
 
 from __future__ import annotations
@@ -71,13 +71,22 @@ def border_mask(foreground: Any, width: int) -> Any:
         return torch.zeros_like(foreground, dtype=torch.bool)
     background = (~foreground).to(torch.float32)[None, None]
     # the outside of the volume counts as background: a scan cut through the body has a border there too
-    padded = F.pad(background, (width,) * 6, mode="constant", value=1.0)
-    near = F.max_pool3d(padded, kernel_size=2 * width + 1, stride=1)[0, 0] > 0
-    return near & foreground
+    near = F.pad(background, (width,) * 6, mode="constant", value=1.0)
+    k = 2 * width + 1
+    for kernel in ((k, 1, 1), (1, k, 1), (1, 1, k)):  # a cube's max is the max along each axis in turn: 3k, not k^3
+        near = F.max_pool3d(near, kernel_size=kernel, stride=1)
+    return (near[0, 0] > 0) & foreground
 
 
-def apply_border(scores: Any, foreground: Any, rule: BorderRule) -> Any:
-    """``scores`` (a torch tensor) with the border voxels multiplied by ``rule.factor`` (a new tensor)."""
+def apply_border(scores: Any, foreground: Any, rule: BorderRule, masks: dict[int, Any] | None = None) -> Any:
+    """``scores`` (a torch tensor) with the border voxels multiplied by ``rule.factor`` (a new tensor).
+    ``masks``: border masks of this foreground by width, filled as needed (several rules, one volume)."""
     if not rule.active:
         return scores
-    return torch.where(border_mask(foreground, rule.width), scores * float(rule.factor), scores)
+    if masks is None:
+        mask = border_mask(foreground, rule.width)
+    else:
+        mask = masks.get(rule.width)
+        if mask is None:
+            mask = masks[rule.width] = border_mask(foreground, rule.width)
+    return torch.where(mask, scores * float(rule.factor), scores)
