@@ -108,12 +108,12 @@ def main(argv=None) -> int:
     (args.out / "options.json").write_text(json.dumps({"run": str(args.run), "population": args.population,
                                                        "extra": args.extra, "results": results}, indent=1))
     print(f"\nshell options on {args.run} (population {args.population}; {time.perf_counter() - start:.0f} s)")
-    print("| variant | detector | " + " | ".join(f"{s}: AP (x chance) / hit / AUC local" for s in styles) + " |")
+    print("| variant | detector | " + " | ".join(f"{s}: AP (x chance) / unseen / hit / AUC local" for s in styles) + " |")
     print("|---|---|" + "---|" * len(styles))
     for variant, by_det in results.items():
         for name, by_style in by_det.items():
-            cells = [f"{_f(r['pixel_ap'], 4)} ({_times(r['pixel_ap'], r['pixel_chance'])}) / {_f(r['hit_rate'], 2)} / "
-                     f"{_f(r['sample_auc_local'])}" for r in (by_style[s] for s in styles)]
+            cells = [f"{_f(r['pixel_ap'], 4)} ({_times(r['pixel_ap'], r['pixel_chance'])}) / {_f(r.get('pixel_ap_unseen'))} / "
+                     f"{_f(r['hit_rate'], 2)} / {_f(r['sample_auc_local'])}" for r in (by_style[s] for s in styles)]
             print(f"| {variant} | {name} | " + " | ".join(cells) + " |")
     return 0
 
