@@ -209,12 +209,10 @@ def summarise(pixel: dict, sample: dict) -> dict:
 def score(detector: Path, testset: Path, pred_dir: Path, device, log) -> dict:
     """Predict ``testset`` with ``detector`` and evaluate it (kept in ``<pred_dir>.json`` for a rerun)."""
     from mood_dpa.atomic import write_text
-    from mood_dpa.evaluation.evaluate import evaluate_folder
-    from mood_dpa.inference.loading import load_detector
-    from mood_dpa.inference.predict import predict_folder
-
     from mood_dpa.data.synth.layout import ALL_KINDS
-    from mood_dpa.inference.loading import seen_kinds
+    from mood_dpa.evaluation.evaluate import evaluate_folder
+    from mood_dpa.inference.loading import load_detector, seen_kinds
+    from mood_dpa.inference.predict import predict_folder
 
     record = pred_dir.with_suffix(".json")
     if record.is_file():

@@ -6,10 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import blob_volume
+
 from mood_dpa.inference.detector import Member, ShellDetector
-from mood_dpa.inference.map_cache import RawMapCache, active_cache, member_key, raw_map_cache, volume_digest
+from mood_dpa.inference.map_cache import (
+    RawMapCache,
+    active_cache,
+    member_key,
+    raw_map_cache,
+    volume_digest,
+)
 from mood_dpa.scoring.standardise import Standardiser
 from mood_dpa.scoring.volume_inferer import VolumeModel
 
@@ -115,6 +121,7 @@ def test_detector_files_share_their_members_maps_and_predict_the_same(tmp_path):
     """Two detector files over one baseline file (alone, and beside a second one): the second detector scores
     nothing the first already did, and both predict exactly what they predict without the memo."""
     from conftest import blob_scans_and_baseline, fit_baseline
+
     from mood_dpa.inference.loading import load_detector
     from mood_dpa.inference.tuning import fit_detector_file
 
