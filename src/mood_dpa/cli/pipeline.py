@@ -66,7 +66,7 @@ def fit_cmd(
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("mood_demo"), "-o", "--output", help="Folder for everything the demo makes."),
-    preset: str = typer.Option("default", "--preset", help="default: about fifteen minutes on 2 CPU cores; long: the same "
+    preset: str = typer.Option("default", "--preset", help="default: about thirteen minutes on 2 CPU cores; long: the same "
                                "data with every model trained to early stopping (the converged numbers; hours on a "
                                "CPU, minutes on a GPU); quick: a smoke run."),
     quick: bool = typer.Option(False, "--quick", help="Same as --preset quick: a ~2-minute smoke run (tiny volumes and models; numbers mean nothing)."),

@@ -47,7 +47,7 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset("demo", 64, 5, ("histogram", "segmenter2d", "volume-histogram"), "demo", "demo/simclr.yaml",
                    ("optim.max_steps=40", "augment.crop_size=48"),
                    description="the CPU demo scale: 64^3 volumes, 64x64 slices, narrow models (the 2-D segmenter, the "
-                               "histogram baselines), about fifteen minutes on 2 cores"),
+                               "histogram baselines), about thirteen minutes on 2 cores"),
     "cpu": Preset("cpu", 64, 5, ("histogram", "dpa", "segmenter2d"), "demo", "demo/simclr.yaml", _SIMCLR_CPU,
                   tuning_per_volume=None,
                   description="a CPU without a deadline: the demo's model shapes (64x64 slices, wider DPA) trained to early "
