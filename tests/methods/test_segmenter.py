@@ -318,7 +318,7 @@ def test_deep_supervision_heads_weights_and_loss(one_torch_thread):
     xa, target = module.generator(batch, gen)
     hs = module.net.heads(xa)
     want = sum(w * float(segmentation_loss(h.detach(), target, 1.0)) for w, h in zip([4 / 7, 2 / 7, 1 / 7], hs))
-    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-5)
 
 
 def test_a_deep_supervised_3d_run_writes_a_model_that_loads_as_its_net(tiny_data, tmp_path, one_torch_thread):

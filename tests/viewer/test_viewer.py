@@ -200,8 +200,11 @@ def test_cli_serve_prints_its_url_and_stops_on_interrupt(browser_folder):
     """`mood-dpa view --serve 0 -o FOLDER` (no -i) serves a built folder on 127.0.0.1; SIGINT stops it cleanly."""
     import signal
 
+    # a test run started as a background job (`cmd &` in a script) inherits an IGNORED SIGINT, and Python then
+    # installs no Ctrl-C handler: give the server the default disposition, as a terminal would
     proc = subprocess.Popen([sys.executable, "-m", "mood_dpa", "view", "--serve", "0", "-o", str(browser_folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert "serving" in line and "http://127.0.0.1:" in line, line
