@@ -58,7 +58,8 @@ def mark_folder(folder: str | os.PathLike) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (ownership records, model and volume fingerprints)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -81,7 +82,7 @@ def written_by_us(path: str | os.PathLike) -> bool:
     if not path.is_file():
         return False
     digest = _read_record(path.parent).get(path.name)
-    return digest is not None and digest == _sha256(path)
+    return digest is not None and digest == file_sha256(path)
 
 
 def claim_file(path: str | os.PathLike) -> None:
@@ -89,7 +90,7 @@ def claim_file(path: str | os.PathLike) -> None:
     path = Path(path)
     record = _read_record(path.parent)
     record = {name: digest for name, digest in record.items() if (path.parent / name).is_file()}  # forget removed files
-    record[path.name] = _sha256(path)
+    record[path.name] = file_sha256(path)
     # written to a temporary name and renamed (mood_dpa.atomic imports this module, so not through it)
     fd, tmp = tempfile.mkstemp(prefix=f".{FILES_RECORD}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:

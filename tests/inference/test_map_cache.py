@@ -135,6 +135,7 @@ def test_detector_files_share_their_members_maps_and_predict_the_same(tmp_path):
     for name in ("one", "two"):
         det = load_detector(tmp_path / f"{name}.yaml", device="cpu")
         want[name] = [det.score_volume(v) for v in vols]
+        assert all(m.key is None for m in det.members)  # no memo open: no model file was hashed
     with raw_map_cache() as cache:
         for name in ("one", "two"):
             det = load_detector(tmp_path / f"{name}.yaml", device="cpu")

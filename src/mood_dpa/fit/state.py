@@ -7,7 +7,6 @@ and keep the old detector (a silent wrong result); the sha256 of each volume mak
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -15,20 +14,14 @@ from typing import Any, Callable, Sequence
 
 from ..atomic import write_text
 from ..errors import MoodError
+from ..ownership import file_sha256
 
 STATE_FILE = "fit_state.json"
 
 
 def fingerprint(paths: Sequence[Path]) -> dict[str, str]:
     """File name -> sha256 of its content, for every training volume."""
-    out = {}
-    for p in paths:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        out[p.name] = h.hexdigest()
-    return out
+    return {p.name: file_sha256(p) for p in paths}
 
 
 class FitState:

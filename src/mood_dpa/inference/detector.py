@@ -34,6 +34,7 @@ choosing its rules on a tuning set is :mod:`.tuning`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -48,7 +49,7 @@ from ..scoring.sample_inferer import SampleModel, score_sample
 from ..scoring.sample_rules import SampleRule
 from ..scoring.slice_inferer import AxisModel
 from ..scoring.standardise import Standardiser
-from .map_cache import active_cache, standardiser_key, volume_digest
+from .map_cache import active_cache, member_key, standardiser_key, volume_digest
 
 #: how the calibrated maps of several members combine per voxel
 MEMBER_RULES: tuple[str, ...] = ("mean", "max", "weighted")
@@ -90,9 +91,17 @@ class Member:
     weight: float = 1.0
     #: test-time flips: the raw map is the mean over the volume and its mirror images along these axes
     flips: tuple[int, ...] = ()
-    #: identity of the member's raw maps (files' sha256, weights, axis rule; set by the loaders): with a key,
-    #: its maps go through the active raw-map memo (:mod:`mood_dpa.inference.map_cache`); None: always scored
+    #: the member's model files and weights (set by the loaders): what :meth:`memo_key` hashes
+    files: tuple[tuple[Path, float], ...] = ()
+    #: identity of the member's raw maps (files' sha256, weights, axis rule): with one, its maps go through the
+    #: active raw-map memo (:mod:`mood_dpa.inference.map_cache`); without one and without files: always scored
     key: str | None = None
+
+    def memo_key(self) -> str | None:
+        """The member's key, hashed from its files the first time a memo asks (a run without a memo reads no file)."""
+        if self.key is None and self.files:
+            self.key = member_key(self.method, self.combine, self.files)
+        return self.key
 
     @property
     def sample_level(self) -> bool:
@@ -240,11 +249,14 @@ class ShellDetector:
         """``{None: raw map, axis: map of the volume mirrored along axis, flipped back}``: each view scored once
         (and, with an open raw-map memo and a member key, once per process: :mod:`.map_cache`)."""
         wanted: list[int | None] = [None, *axes]
-        cache = active_cache() if member.key else None
+        cache = active_cache()
+        key = member.memo_key() if cache is not None else None
+        if key is None:
+            cache = None
         views: dict = {}
         base: tuple = ()
         if cache is not None:
-            base = (member.key, standardiser_key(self.standardiser), volume_digest(data), str(self.device),
+            base = (key, standardiser_key(self.standardiser), volume_digest(data), str(self.device),
                     self.batch_size, self.bf16)
             for view in wanted:
                 found = cache.get(base + (view,), self.device)

@@ -25,7 +25,6 @@ from .detector_file import (
     resolve_calibration,
     write_spec,
 )
-from .map_cache import member_key
 
 DETECTOR_SUFFIXES = (".yaml", ".yml")
 
@@ -55,7 +54,7 @@ def detector_from_spec(spec: DetectorSpec, base: Path, device: str | Any | None 
     """Open the model files of a spec (relative to ``base``) through the registry and build the detector."""
     dev = device_for_rank(str(device) if device is not None else None)
     members = [Member(ms.name or ms.method, ms.method, member_scorers(ms, base, dev), ms.combine, ms.calibration, ms.weight,
-                      tuple(ms.flips), key=member_key(ms.method, ms.combine, member_files(ms, base)))
+                      tuple(ms.flips), files=tuple(member_files(ms, base)))
                for ms in spec.members]
     return ShellDetector(
         members, name=spec.name or "detector", member_combine=spec.member_combine,
@@ -92,7 +91,7 @@ def single_file_detector(path: str | os.PathLike, device: str | Any | None = Non
     cal = settings.get("calibration")
     rule = settings.get("sample_rule")
     det = ShellDetector(
-        [Member(entry.name, entry.name, entry.load(path, dev), key=member_key(entry.name, "mean", [(path, 1.0)]))],
+        [Member(entry.name, entry.name, entry.load(path, dev), files=((Path(path), 1.0),))],
         name=entry.name,
         background_threshold=settings.get("background_threshold", 0.0),
         calibration=Calibration.from_dict(cal) if cal else None,

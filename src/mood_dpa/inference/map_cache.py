@@ -26,6 +26,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..ownership import file_sha256
+
 #: What ``fit`` and the demo give the memo: 1 GiB (the demo's 64^3 maps are 1 MiB each, MOOD's 256^3 brains 64 MiB)
 DEFAULT_BUDGET_BYTES = 1 << 30
 
@@ -57,7 +59,7 @@ class RawMapCache:
 
     def put(self, key: tuple, value: torch.Tensor) -> None:
         """Keep a CPU copy of ``value`` (a map larger than the whole budget is not kept)."""
-        size = value.element_size() * value.nelement()
+        size = self._nbytes(value)
         if size > self.budget_bytes:
             return
         if key in self._maps:
@@ -106,18 +108,9 @@ def volume_digest(data: np.ndarray | torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a model file's bytes (a retrained file under the same name gets another key)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def member_key(method: str, combine: str, files: Sequence[tuple[str | Path, float]]) -> str:
     """The identity of a member's raw map: its method, axis rule, and each model file's content and weight."""
-    parts = [method, combine, *(f"{file_digest(p)}:{float(w)!r}" for p, w in files)]
+    parts = [method, combine, *(f"{file_sha256(p)}:{float(w)!r}" for p, w in files)]  # a retrained file: another key
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 

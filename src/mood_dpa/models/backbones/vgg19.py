@@ -10,7 +10,6 @@ torchvision-format VGG19 file) or from a seeded random initialisation.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from torch import nn
 
 from ...atomic import atomic_path
 from ...errors import MoodError
+from ...ownership import file_sha256  # noqa: F401  (part of the backbone interface: the hash model files record)
 
 #: torchvision's ``cfgs["E"]``: conv widths, "M" = 2x2 max-pool.
 VGG19_CFG: tuple[int | str, ...] = (
@@ -164,14 +164,6 @@ class VGG19Features(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 # weight files
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def expected_shapes(width: float = 1.0) -> dict[str, tuple[int, ...]]:
